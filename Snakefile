@@ -1,0 +1,49 @@
+# memorization-curvature: find memorized, mislabeled and conflicting training samples by the
+# curvature of the loss around each sample (Garg, Ravikumar & Roy, ICML 2024).
+#
+# Results, one folder per experiment run (dataset, label-noise rate, seed):
+#   results/{dataset}/data.npz                                  images, labels, train/test split
+#   results/{dataset}/noise{rate}/seed{seed}/labels.csv         given vs true labels, corrupted flag
+#       .../checkpoints/epoch{epoch}.pt                         one checkpoint per training epoch
+#       .../train_metrics.csv                                   loss and accuracies per epoch
+#       .../scores/epoch{epoch}.npz                             curvature of every sample, per checkpoint
+#       .../curvature.csv                                       curvature averaged over scored epochs
+#       .../metrics.json                                        AUROC for finding the corrupted labels
+#       .../figures/{top_curvature,curvature_hist,roc}.png
+#   results/auroc.csv                                           one row per run
+# Logs mirror this under logs/, timings of expensive jobs under benchmarks/.
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Scripts import the package from this checkout (also under --use-conda or on a cluster node),
+# so the code that runs is always the code the workflow's provenance digests describe.
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")])))
+
+from memorization_curvature.config import validate_config
+
+
+configfile: "config.yaml"
+
+
+validate_config(config, workflow.source_path("schemas/config.schema.yaml"))
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/score.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,33 @@
+# The dataset, split once, and the label corruption of each run.
+
+
+rule prepare:
+    output:
+        "results/{dataset}/data.npz",
+    log:
+        "logs/{dataset}/prepare.log",
+    params:
+        test_fraction=config["data"]["test_fraction"],
+        split_seed=config["data"]["split_seed"],
+        code=source_digest("data", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/prepare.py"
+
+
+rule corrupt:
+    input:
+        data="results/{dataset}/data.npz",
+    output:
+        f"{RUN}/labels.csv",
+    log:
+        f"{RUN_LOGS}/corrupt.log",
+    params:
+        rate=lambda w: float(w.rate),
+        seed=lambda w: int(w.seed),
+        code=source_digest("corruption", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/corrupt.py"

@@ -1,0 +1,36 @@
+# AUROC of curvature for finding the corrupted labels: per run, then one table of all runs.
+
+
+rule evaluate:
+    input:
+        table=f"{RUN}/curvature.csv",
+        train_metrics=f"{RUN}/train_metrics.csv",
+    output:
+        f"{RUN}/metrics.json",
+    log:
+        f"{RUN_LOGS}/evaluate.log",
+    params:
+        dataset=lambda w: w.dataset,
+        rate=lambda w: float(w.rate),
+        seed=lambda w: int(w.seed),
+        epochs_scored=SCORED_EPOCHS,
+        code=source_digest("metrics", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        runs("metrics.json"),
+    output:
+        "results/auroc.csv",
+    log:
+        "logs/aggregate.log",
+    params:
+        code=source_digest("metrics", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/aggregate.py"

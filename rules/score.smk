@@ -1,0 +1,46 @@
+# Curvature of every training sample, one job per checkpoint, then the mean over scored epochs.
+
+
+rule score:
+    input:
+        data="results/{dataset}/data.npz",
+        labels=f"{RUN}/labels.csv",
+        checkpoint=f"{RUN}/checkpoints/epoch{{epoch}}.pt",
+    output:
+        f"{RUN}/scores/epoch{{epoch}}.npz",
+    log:
+        f"{RUN_LOGS}/score_epoch{{epoch}}.log",
+    benchmark:
+        f"{RUN_BENCHMARKS}/score_epoch{{epoch}}.tsv"
+    threads: config["curvature"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        n_probes=config["curvature"]["n_probes"],
+        h=config["curvature"]["h"],
+        seed=lambda w: int(w.seed),
+        batch_size=config["curvature"]["batch_size"],
+        device=config["curvature"]["device"],
+        code=source_digest("data", "models", "curvature", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/score.py"
+
+
+rule average:
+    input:
+        labels=f"{RUN}/labels.csv",
+        scores=expand(
+            f"{RUN}/scores/epoch{{epoch}}.npz", epoch=SCORED_EPOCHS, allow_missing=True
+        ),
+    output:
+        f"{RUN}/curvature.csv",
+    log:
+        f"{RUN_LOGS}/average.log",
+    params:
+        code=source_digest("metrics", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/average.py"

@@ -1,0 +1,39 @@
+# Training on the corrupted labels, one checkpoint per epoch as declared outputs.
+
+
+rule train:
+    input:
+        data="results/{dataset}/data.npz",
+        labels=f"{RUN}/labels.csv",
+    output:
+        checkpoints=expand(
+            f"{RUN}/checkpoints/epoch{{epoch}}.pt",
+            epoch=range(1, EPOCHS + 1),
+            allow_missing=True,
+        ),
+        metrics=f"{RUN}/train_metrics.csv",
+    log:
+        f"{RUN_LOGS}/train.log",
+    benchmark:
+        f"{RUN_BENCHMARKS}/train.tsv"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        model_name=config["train"]["model"],
+        epochs=EPOCHS,
+        batch_size=config["train"]["batch_size"],
+        lr=config["train"]["lr"],
+        momentum=config["train"]["momentum"],
+        weight_decay=config["train"]["weight_decay"],
+        lr_milestones=config["train"]["lr_milestones"],
+        lr_gamma=config["train"]["lr_gamma"],
+        augment_shift=config["train"]["augment_shift"],
+        augment_flip=config["train"]["augment_flip"],
+        seed=lambda w: int(w.seed),
+        device=config["train"]["device"],
+        code=source_digest("data", "models", "training", "io", "stages"),
+    conda:
+        "../envs/memcurv.yaml"
+    script:
+        "../scripts/train.py"

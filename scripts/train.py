@@ -1,0 +1,12 @@
+from memorization_curvature import stages
+
+params = dict(snakemake.params.items())
+with stages.logging_to(snakemake.log[0], code=params.pop("code")):
+    stages.train(
+        snakemake.input.data,
+        snakemake.input.labels,
+        list(snakemake.output.checkpoints),
+        snakemake.output.metrics,
+        threads=snakemake.threads,
+        **params,
+    )

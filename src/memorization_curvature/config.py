@@ -1,0 +1,91 @@
+"""Checking the workflow's configuration before any job runs, with messages that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    if error.validator == "additionalProperties":
+        # the offending key is in the message, not in the path
+        extra = ",".join(sorted(set(error.instance) - set(error.schema.get("properties", {}))))
+        path = f"{path}.{extra}" if path else extra
+    return path or "<top level>"
+
+
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+
+
+def _expected(error: jsonschema.ValidationError) -> str:
+    """What the schema allows at the failing key, e.g. 'number > 0 (finite-difference step)'."""
+    schema = error.schema
+    if error.validator == "additionalProperties":
+        return "one of the known keys: " + ", ".join(sorted(schema.get("properties", {})))
+    if error.validator == "required":
+        return "the key to be present"
+    words = [str(schema.get("type", "value"))]
+    words += [f"{op} {schema[key]}" for key, op in _BOUNDS if key in schema]
+    if "enum" in schema:
+        words.append("one of " + ", ".join(map(str, schema["enum"])))
+    if "pattern" in schema:
+        words.append(f"matching {schema['pattern']}")
+    if "minItems" in schema:
+        words.append(f"with at least {schema['minItems']} item(s)")
+    if schema.get("uniqueItems"):
+        words.append("without repeated values")
+    description = schema.get("description")
+    return " ".join(words) + (f" ({description})" if description else "")
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Validate ``config`` against the JSON schema, fill in defaults, and check cross-key rules.
+
+    Raises :class:`ConfigError` listing every bad key as ``key: problem; expected ...``.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    messages = [f"  {_key_path(e)}: {e.message}; expected {_expected(e)}" for e in errors]
+    if not messages:
+        _fill_defaults(config, schema)
+        messages = [f"  {key}: {problem}" for key, problem in _cross_checks(config)]
+    if messages:
+        raise ConfigError("invalid configuration:\n" + "\n".join(messages))
+    return config
+
+
+def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = sub["default"]
+        if isinstance(config.get(key), dict):
+            _fill_defaults(config[key], sub)
+
+
+def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    epochs, every = config["train"]["epochs"], config["curvature"]["score_every"]
+    if every > epochs:
+        problems.append(("curvature.score_every", f"{every} is larger than train.epochs ({epochs}); expected <= {epochs}"))
+    return problems
+
+
+def scored_epochs(epochs: int, score_every: int) -> list[int]:
+    """Epochs whose checkpoints are scored: every ``score_every``-th, counted back from the last."""
+    return sorted(range(epochs, 0, -score_every))
+
+
+def rate_label(rate: float) -> str:
+    """How a noise rate is written in paths: 0.1 -> '0.1', 0.0 -> '0'."""
+    return f"{float(rate):g}"

@@ -1,0 +1,42 @@
+"""Symmetric label noise: a fraction of the training labels moved to another class."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def corrupt_labels(
+    true_labels: np.ndarray, num_classes: int, rate: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Corrupt ``round(rate * N)`` labels, chosen uniformly without replacement.
+
+    Each chosen sample gets a label drawn uniformly from the ``num_classes - 1`` classes other than
+    its true one, so a corrupted label is never correct.
+
+    Args:
+        true_labels: int array (N,) with values in [0, num_classes).
+        num_classes: K >= 2.
+        rate: fraction in [0, 1).
+        seed: the same seed gives the same corruption.
+
+    Returns:
+        given_labels: int64 (N,), the labels training sees.
+        corrupted: bool (N,), True where the given label differs from the true one.
+    """
+    true_labels = np.asarray(true_labels, dtype=np.int64)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"noise rate must be in [0, 1), got {rate!r}")
+    if true_labels.size and (true_labels.min() < 0 or true_labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got [{true_labels.min()}, {true_labels.max()}]")
+    rng = np.random.default_rng(seed)
+    n_corrupt = int(round(rate * len(true_labels)))
+    chosen = rng.choice(len(true_labels), size=n_corrupt, replace=False)
+    # An offset in 1..K-1 added modulo K is uniform over the other K-1 classes.
+    offsets = rng.integers(1, num_classes, size=n_corrupt)
+    given = true_labels.copy()
+    given[chosen] = (true_labels[chosen] + offsets) % num_classes
+    corrupted = np.zeros(len(true_labels), dtype=bool)
+    corrupted[chosen] = True
+    return given, corrupted

@@ -1,0 +1,41 @@
+"""Classifiers, built by name so that a checkpoint can say how to rebuild its network."""
+
+from __future__ import annotations
+
+from torch import nn
+
+MODELS = ("small_cnn",)
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv blocks with BatchNorm for small images (8x8 digits), then a linear head.
+
+    BatchNorm matters for the method: scoring runs in eval mode, where it uses running statistics
+    and every sample's score is independent of the others in its batch.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(in_channels, width),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    """Return an untrained network; ``image_size`` is the side of the square input."""
+    if name == "small_cnn":
+        return SmallCNN(in_channels=in_channels, num_classes=num_classes)
+    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")

@@ -1,0 +1,131 @@
+"""Plain supervised training with SGD, a step schedule and optional on-device augmentation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_milestones: tuple[float, ...]  # fractions of ``epochs`` after which lr is multiplied by lr_gamma
+    lr_gamma: float
+    augment_shift: int = 0  # random translation by up to this many pixels; 0 = none
+    augment_flip: bool = False  # random horizontal flip
+    seed: int = 0
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({max(1, round(f * self.epochs)) for f in self.lr_milestones})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def augment(x: torch.Tensor, shift: int, flip: bool, pad_value: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random per-sample translation (zero-pixel padding) and horizontal flip of a batch (B, C, H, W)."""
+    if shift > 0:
+        b, c, hgt, wid = x.shape
+        padded = pad_value.view(1, c, 1, 1).expand(b, c, hgt + 2 * shift, wid + 2 * shift).clone()
+        padded[:, :, shift : shift + hgt, shift : shift + wid] = x
+        dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(hgt, device=x.device)[None, :])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(wid, device=x.device)[None, :])[:, None, None, :]
+        batch_idx = torch.arange(b, device=x.device)[:, None, None, None]
+        chan_idx = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch_idx, chan_idx, rows, cols]
+    if flip:
+        mask = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Eval-mode predictions (N,) of ``model`` on ``x``."""
+    model.eval()
+    device = next(model.parameters()).device
+    preds = [model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+EpochCallback = Callable[[int, nn.Module, dict], None]
+
+
+def train(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    pad_value: torch.Tensor,
+    device: torch.device,
+    on_epoch_end: EpochCallback,
+    corrupted: torch.Tensor | None = None,
+) -> None:
+    """Train ``model`` on (train_x, train_y) and call ``on_epoch_end(epoch, model, metrics)`` after each epoch.
+
+    ``metrics`` holds the epoch's mean training loss, eval-mode accuracy on the given training labels,
+    (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
+    wrong label, test accuracy, learning rate and seconds. Data stays on ``device`` for the whole run.
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    pad_value = pad_value.to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
+    n = len(train_x)
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        lr = optimizer.param_groups[0]["lr"]
+        for start in range(0, n, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            x = augment(train_x[idx], config.augment_shift, config.augment_flip, pad_value, generator)
+            loss = F.cross_entropy(model(x), train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+        scheduler.step()
+        train_pred = evaluate(model, train_x, train_y)
+        fitted = train_pred == train_y.cpu()
+        metrics = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": float(loss_sum) / n,
+            "train_acc_given": float(fitted.float().mean()),
+            "corrupted_fitted": float(fitted[corrupted].float().mean()) if corrupted is not None and corrupted.any() else float("nan"),
+            "test_acc": float((evaluate(model, test_x, test_y) == test_y).float().mean()) if len(test_y) else float("nan"),
+            "seconds": time.perf_counter() - started,
+        }
+        log.info(
+            "epoch %d/%d loss %.4f train-acc(given) %.4f corrupted-fitted %.4f test-acc %.4f (%.1fs)",
+            epoch, config.epochs, metrics["train_loss"], metrics["train_acc_given"],
+            metrics["corrupted_fitted"], metrics["test_acc"], metrics["seconds"],
+        )
+        on_epoch_end(epoch, model, metrics)

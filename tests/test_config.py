@@ -1,0 +1,85 @@
+"""Every kind of bad configuration is refused, naming the key, before any job runs."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memorization_curvature.config import ConfigError, scored_epochs, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+# (overlay merged into config.yaml, the key the message must name)
+BAD = [
+    ({"surprise": 1}, "surprise"),
+    ({"curvature": {"n_probs": 10}}, "curvature.n_probs"),
+    ({"datasets": ["imagenet-but-misspelt"]}, "datasets[0]"),
+    ({"datasets": []}, "datasets"),
+    ({"noise_rates": [1.0]}, "noise_rates[0]"),
+    ({"noise_rates": [-0.1]}, "noise_rates[0]"),
+    ({"noise_rates": ["ten percent"]}, "noise_rates[0]"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": [1.5]}, "seeds[0]"),
+    ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"train": {"epochs": "10"}}, "train.epochs"),
+    ({"train": {"lr": 0}}, "train.lr"),
+    ({"train": {"model": "resnet1000"}}, "train.model"),
+    ({"train": {"device": "gpu please"}}, "train.device"),
+    ({"curvature": {"n_probes": 0}}, "curvature.n_probes"),
+    ({"curvature": {"h": 0}}, "curvature.h"),
+    ({"curvature": {"h": -0.001}}, "curvature.h"),
+    ({"curvature": {"h": "1e-3"}}, "curvature.h"),  # what YAML 1.1 makes of 1e-3
+    ({"curvature": {"score_every": 13}}, "curvature.score_every"),
+    ({"data": {"test_fraction": 1.0}}, "data.test_fraction"),
+]
+
+
+def merged(overlay):
+    config = copy.deepcopy(DEFAULT)
+    for key, value in overlay.items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
+    return config
+
+
+def test_default_config_is_valid():
+    validate_config(copy.deepcopy(DEFAULT), SCHEMA)
+
+
+def test_defaults_are_filled_in():
+    config = validate_config({"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0]}, SCHEMA)
+    assert config["curvature"]["n_probes"] == 10 and config["curvature"]["h"] == 0.001
+    assert config["train"]["epochs"] == DEFAULT["train"]["epochs"]
+
+
+@pytest.mark.parametrize("overlay,key", BAD, ids=[k for _, k in BAD])
+def test_bad_value_is_refused_with_its_key(overlay, key):
+    with pytest.raises(ConfigError) as error:
+        validate_config(merged(overlay), SCHEMA)
+    assert f"  {key}" in str(error.value)
+    assert "expected" in str(error.value)
+
+
+@pytest.mark.parametrize("overlay,key", BAD[::4] + [BAD[-2]], ids=[k for _, k in BAD[::4] + [BAD[-2]]])
+def test_dry_run_stops_on_bad_config(tmp_path, overlay, key):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(merged(overlay)))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_scored_epochs_count_back_from_the_last():
+    assert scored_epochs(12, 1) == list(range(1, 13))
+    assert scored_epochs(10, 4) == [2, 6, 10]
+    assert scored_epochs(200, 4)[-1] == 200 and len(scored_epochs(200, 4)) == 50

@@ -1,0 +1,118 @@
+"""The curvature estimate against the closed form of a linear softmax classifier.
+
+For logits z = W x + b and cross-entropy with label y, grad_x L = W^T (p - e_y) and the input
+Hessian is H = W^T (diag(p) - p p^T) W, so for probes v the finite-difference score equals
+h^2 * mean_k ||H v_k||^2 up to O(h^3), and its expectation over Rademacher v is h^2 tr(H^2).
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from memorization_curvature.curvature import curvature_scores, rademacher_probes
+from memorization_curvature.models import SmallCNN
+
+D, K = 16, 5
+
+
+def linear_model(dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(D, K)).to(dtype)
+    with torch.no_grad():
+        model[1].weight.mul_(3)  # a sharper model makes the curvature differ clearly between samples
+    return model
+
+
+def exact_hessians(model, x, y):
+    w = model[1].weight.detach()
+    p = torch.softmax(model(x), dim=1).detach()
+    jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (N, K, K)
+    return w.T @ jac @ w  # (N, D, D)
+
+
+def data(n=40, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 4, 4, generator=g, dtype=dtype), torch.randint(0, K, (n,), generator=g)
+
+
+def test_matches_closed_form_for_the_same_probes():
+    model, (x, y) = linear_model(), data()
+    h, n_probes = 1e-5, 6
+    scores = curvature_scores(model, x, y, n_probes=n_probes, h=h, seed=3)
+    hess = exact_hessians(model, x, y)
+    v = rademacher_probes(torch.arange(len(x)), n_probes, (1, 4, 4), seed=3).to(torch.float64).flatten(2)
+    exact = (torch.einsum("nij,nkj->nki", hess, v) ** 2).sum(-1).mean(-1) * h**2
+    # the finite difference is exact up to O(h) relative error; 1e-3 leaves a wide margin at h = 1e-5
+    torch.testing.assert_close(scores, exact, rtol=1e-3, atol=0)
+
+
+def test_paper_settings_in_float32_match_closed_form():
+    model, (x, y) = linear_model(torch.float32), data(dtype=torch.float32)
+    h, n_probes = 1e-3, 10
+    scores = curvature_scores(model, x, y, n_probes=n_probes, h=h, seed=0)
+    hess = exact_hessians(model.double(), x.double(), y)
+    v = rademacher_probes(torch.arange(len(x)), n_probes, (1, 4, 4), seed=0).to(torch.float64).flatten(2)
+    exact = (torch.einsum("nij,nkj->nki", hess, v) ** 2).sum(-1).mean(-1) * h**2
+    # h = 1e-3 in float32: finite-difference and rounding error stay within 2 %
+    torch.testing.assert_close(scores, exact, rtol=2e-2, atol=0)
+
+
+def test_expectation_is_h2_trace_of_h_squared():
+    model, (x, y) = linear_model(), data(n=8)
+    h, n_probes = 1e-5, 3000
+    estimate = curvature_scores(model, x, y, n_probes=n_probes, h=h, seed=11) / h**2
+    h2 = exact_hessians(model, x, y) @ exact_hessians(model, x, y)  # H^2, symmetric
+    trace = torch.diagonal(h2, dim1=1, dim2=2).sum(-1)
+    # Var(v^T A v) = 2 (||A||_F^2 - sum_i A_ii^2) for Rademacher v; allow 5 standard errors
+    variance = 2 * ((h2**2).sum((1, 2)) - (torch.diagonal(h2, dim1=1, dim2=2) ** 2).sum(-1))
+    stderr = torch.sqrt(variance / n_probes)
+    assert torch.all((estimate - trace).abs() < 5 * stderr + 1e-3 * trace)
+    assert torch.all(stderr < 0.1 * trace)  # the check has teeth: 5 stderr is at most half the value
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-9), (torch.float32, 1e-3)])
+def test_independent_of_batch_size_and_order(dtype, rtol):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, width=8).to(dtype)
+    model.train()  # BatchNorm in train mode would mix samples; scoring must switch to eval
+    x = torch.randn(50, 1, 8, 8, dtype=dtype)
+    y = torch.randint(0, 10, (50,))
+    full = curvature_scores(model, x, y, n_probes=3, seed=5, batch_size=50)
+    # a ReLU network has samples of almost zero curvature, where float32 rounding is all there is
+    atol = rtol * float(full.median())
+    small = curvature_scores(model, x, y, n_probes=3, seed=5, batch_size=7)
+    torch.testing.assert_close(small, full, rtol=rtol, atol=atol)
+    perm = torch.randperm(50)
+    shuffled = curvature_scores(model, x[perm], y[perm], n_probes=3, seed=5, sample_ids=perm, batch_size=16)
+    torch.testing.assert_close(shuffled, full[perm], rtol=rtol, atol=atol)
+    other_seed = curvature_scores(model, x, y, n_probes=3, seed=6, batch_size=50)
+    assert not torch.allclose(other_seed, full)
+
+
+def test_model_state_is_restored():
+    model = SmallCNN(1, 10, width=8)
+    model.train()
+    model.classifier.weight.requires_grad_(False)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    curvature_scores(model, x, y, n_probes=2)
+    assert model.training
+    assert not model.classifier.weight.requires_grad
+    assert model.classifier.bias.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_wrong_label_has_higher_curvature_than_right_label():
+    model, (x, _) = linear_model(), data(n=200)
+    predicted = model(x).argmax(1)
+    wrong = (predicted + 1) % K
+    right_scores = curvature_scores(model, x, predicted, n_probes=10)
+    wrong_scores = curvature_scores(model, x, wrong, n_probes=10)
+    assert np.median((wrong_scores / right_scores).numpy()) > 1
+
+
+@pytest.mark.parametrize("kwargs,match", [({"n_probes": 0}, "n_probes"), ({"h": 0.0}, "h must be"), ({"h": -1e-3}, "h must be")])
+def test_bad_arguments_are_refused(kwargs, match):
+    model, (x, y) = linear_model(), data(n=4)
+    with pytest.raises(ValueError, match=match):
+        curvature_scores(model, x, y, **kwargs)

@@ -1,0 +1,165 @@
+"""The whole workflow through the snakemake command line on a tiny configuration, then its caching."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from sklearn.metrics import roc_auc_score
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 4
+TINY = {
+    "datasets": ["digits"],
+    "noise_rates": [0.1],
+    "seeds": [0],
+    "train": {"epochs": EPOCHS, "threads": 1},
+    "curvature": {"n_probes": 4},
+}
+RUN = Path("results/digits/noise0.1/seed0")
+
+
+def snakemake(workdir, *args, timeout=600):
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", "2", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def write_config(workdir, config):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def planned_jobs(workdir):
+    """(rule, outputs) of every job a dry run would run."""
+    jobs = []
+    for line in snakemake(workdir, "-n").splitlines():
+        match = re.match(r"^(?:local)?rule (\w+):$", line)
+        if match:
+            jobs.append([match.group(1), []])
+        elif line.startswith("    output: ") and jobs:
+            jobs[-1][1] = line.removeprefix("    output: ").split(", ")
+    return jobs
+
+
+def rule_counts(jobs):
+    counts = {}
+    for rule, _ in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, TINY)
+    snakemake(workdir)
+    return workdir
+
+
+def test_labels(workdir):
+    labels = pd.read_csv(workdir / RUN / "labels.csv")
+    prepared = np.load(workdir / "results/digits/data.npz")
+    assert len(labels) == len(prepared["train_labels"]) == 1437
+    assert labels["index"].tolist() == list(range(1437))
+    assert np.array_equal(labels["true_label"], prepared["train_labels"])
+    assert labels["given_label"].between(0, 9).all()
+    assert labels["corrupted"].sum() == round(0.1 * 1437)
+    assert (labels["corrupted"] == (labels["given_label"] != labels["true_label"])).all()
+
+
+def test_one_loadable_checkpoint_per_epoch_and_metrics(workdir):
+    for epoch in range(1, EPOCHS + 1):
+        checkpoint = torch.load(workdir / RUN / f"checkpoints/epoch{epoch}.pt", weights_only=True)
+        assert checkpoint["epoch"] == epoch
+        assert checkpoint["model_name"] == "small_cnn"
+    history = pd.read_csv(workdir / RUN / "train_metrics.csv")
+    assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
+    assert history["test_acc"].iloc[-1] > 0.8  # the network learned the digits despite the noise
+
+
+def test_average_is_the_mean_of_the_per_epoch_scores(workdir):
+    per_epoch = []
+    for epoch in range(1, EPOCHS + 1):
+        scores = np.load(workdir / RUN / f"scores/epoch{epoch}.npz")
+        assert int(scores["epoch"]) == epoch
+        assert scores["train_curvature"].shape == (1437,)
+        assert np.all(np.isfinite(scores["train_curvature"])) and np.all(scores["train_curvature"] >= 0)
+        per_epoch.append(scores["train_curvature"])
+    table = pd.read_csv(workdir / RUN / "curvature.csv")
+    assert list(table.columns) == ["index", "given_label", "true_label", "corrupted", "curvature", "rank"]
+    np.testing.assert_allclose(table["curvature"], np.mean(per_epoch, axis=0), rtol=1e-12)
+    assert sorted(table["rank"]) == list(range(1, 1438))
+
+
+def test_auroc_finds_the_corrupted_labels(workdir):
+    table = pd.read_csv(workdir / RUN / "curvature.csv")
+    metrics = json.loads((workdir / RUN / "metrics.json").read_text())
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(table["corrupted"], table["curvature"]))
+    assert 0.9 < metrics["auroc"] <= 1.0
+    assert metrics["n_corrupted"] == 144 and metrics["epochs_scored"] == list(range(1, EPOCHS + 1))
+    summary = pd.read_csv(workdir / "results/auroc.csv")
+    assert len(summary) == 1
+    assert summary["auroc"][0] == pytest.approx(metrics["auroc"])
+
+
+def test_figures_are_images(workdir):
+    for name in ("top_curvature", "curvature_hist", "roc"):
+        image = matplotlib.image.imread(workdir / RUN / f"figures/{name}.png")
+        assert image.ndim == 3 and min(image.shape[:2]) > 200
+        assert image[..., :3].std() > 0.01  # not a blank canvas
+
+
+def test_every_job_wrote_a_log(workdir):
+    logs = sorted(p.name for p in (workdir / "logs/digits/noise0.1/seed0").iterdir())
+    assert {"corrupt.log", "train.log", "average.log", "evaluate.log", "figures.log"} <= set(logs)
+    assert "epoch 4/4" in (workdir / "logs/digits/noise0.1/seed0/train.log").read_text()
+
+
+# The caching tests below only dry-run against the finished workdir; they run in file order.
+
+
+def test_nothing_changed_runs_nothing(workdir):
+    assert planned_jobs(workdir) == []
+
+
+@pytest.mark.parametrize("key,value", [("n_probes", 5), ("h", 0.002)])
+def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key, value):
+    write_config(workdir, {**TINY, "curvature": {**TINY["curvature"], key: value}})
+    try:
+        counts = rule_counts(planned_jobs(workdir))
+    finally:
+        write_config(workdir, TINY)
+    assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "figures": 1, "aggregate": 1, "all": 1}
+
+
+@pytest.mark.parametrize("key,value,new_run", [("seeds", [0, 1], "noise0.1/seed1/"),
+                                                ("noise_rates", [0.1, 0.2], "noise0.2/seed0/")])
+def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
+    write_config(workdir, {**TINY, key: value})
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        write_config(workdir, TINY)
+    counts = rule_counts(jobs)
+    assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "figures": 1,
+                      "aggregate": 1, "all": 1}
+    for rule, outputs in jobs:
+        if rule not in ("aggregate", "all"):
+            assert all(new_run in out for out in outputs), (rule, outputs)
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
