@@ -26,14 +26,14 @@ BAD = [
     ({"seeds": [0, 0]}, "seeds"),
     ({"seeds": [1.5]}, "seeds[0]"),
     ({"train": {"epochs": 0}}, "train.epochs"),
-    ({"train": {"epochs": "10"}}, "train.epochs"),
+    ({"train": {"epochs": "ten"}}, "train.epochs"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"train": {"model": "resnet1000"}}, "train.model"),
     ({"train": {"device": "gpu please"}}, "train.device"),
     ({"curvature": {"n_probes": 0}}, "curvature.n_probes"),
     ({"curvature": {"h": 0}}, "curvature.h"),
     ({"curvature": {"h": -0.001}}, "curvature.h"),
-    ({"curvature": {"h": "1e-3"}}, "curvature.h"),  # what YAML 1.1 makes of 1e-3
+    ({"curvature": {"h": "small"}}, "curvature.h"),
     ({"curvature": {"score_every": 13}}, "curvature.score_every"),
     ({"data": {"test_fraction": 1.0}}, "data.test_fraction"),
 ]
@@ -57,6 +57,15 @@ def test_defaults_are_filled_in():
     config = validate_config({"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0]}, SCHEMA)
     assert config["curvature"]["n_probes"] == 10 and config["curvature"]["h"] == 0.001
     assert config["train"]["epochs"] == DEFAULT["train"]["epochs"]
+
+
+def test_numbers_written_as_text_are_read_as_numbers():
+    # `snakemake --config seeds=[0,1]` passes "0" and "1"; YAML 1.1 reads 1e-3 as text
+    config = merged({"seeds": ["0", "1"], "noise_rates": ["0.05"], "curvature": {"h": "1e-3"},
+                     "train": {"augment_flip": "true"}})
+    validate_config(config, SCHEMA)
+    assert config["seeds"] == [0, 1] and config["noise_rates"] == [0.05]
+    assert config["curvature"]["h"] == 0.001 and config["train"]["augment_flip"] is True
 
 
 @pytest.mark.parametrize("overlay,key", BAD, ids=[k for _, k in BAD])

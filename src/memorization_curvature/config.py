@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import re
+
 import jsonschema
 import yaml
+
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 class ConfigError(ValueError):
@@ -54,6 +59,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     Raises :class:`ConfigError` listing every bad key as ``key: problem; expected ...``.
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
+    _coerce_numbers(config, schema)
     validator_cls = jsonschema.validators.validator_for(schema)
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     messages = [f"  {_key_path(e)}: {e.message}; expected {_expected(e)}" for e in errors]
@@ -63,6 +69,34 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     if messages:
         raise ConfigError("invalid configuration:\n" + "\n".join(messages))
     return config
+
+
+def _coerce(value: Any, schema: dict[str, Any]) -> Any:
+    """Numbers and booleans written as text become numbers and booleans.
+
+    ``snakemake --config seeds=[0,1]`` passes list items as strings, and YAML 1.1 reads ``1e-3``
+    as a string; both mean the number.
+    """
+    kind = schema.get("type")
+    if isinstance(value, str):
+        text = value.strip()
+        if kind == "integer" and _INTEGER.match(text):
+            return int(text)
+        if kind == "number" and _NUMBER.match(text):
+            return float(text)
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    elif isinstance(value, list) and "items" in schema:
+        return [_coerce(item, schema["items"]) for item in value]
+    elif isinstance(value, dict):
+        _coerce_numbers(value, schema)
+    return value
+
+
+def _coerce_numbers(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key in config:
+            config[key] = _coerce(config[key], sub)
 
 
 def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> None:

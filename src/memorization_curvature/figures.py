@@ -40,7 +40,7 @@ def top_curvature_grid(
         else:
             ax.imshow(tile.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         given, true = class_names[row["given_label"]], class_names[row["true_label"]]
-        label = f"#{row['index']} {given}"
+        label = f"#{row['index']} given {given}"
         ax.set_title(label, fontsize=7, pad=2)
         if given != true:
             ax.text(0.5, -0.08, f"true {true}", color="red", fontsize=7, ha="center", va="top",

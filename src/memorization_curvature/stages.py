@@ -30,10 +30,11 @@ def logging_to(path: str | Path | None, *, code: str = "") -> Iterator[None]:
     ``code`` is the digest of the package source the step runs (see :mod:`.provenance`); it is
     logged so that every output can be traced to the code that made it.
     """
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="w"))
+        handlers: list[logging.Handler] = [logging.FileHandler(path, mode="w")]
+    else:
+        handlers = [logging.StreamHandler(sys.stderr)]
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(formatter)
@@ -133,14 +134,14 @@ def train(
     training.train(
         model,
         data.normalize(prepared.train_images, prepared),
-        torch.from_numpy(labels["given_label"].to_numpy()),
+        torch.tensor(labels["given_label"].to_numpy()),
         data.normalize(prepared.test_images, prepared),
         torch.from_numpy(prepared.test_labels),
         config,
         pad_value=pad_value,
         device=dev,
         on_epoch_end=on_epoch_end,
-        corrupted=torch.from_numpy(labels["corrupted"].to_numpy(dtype=bool)),
+        corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
     )
     io.save_csv(metrics_path, pd.DataFrame(rows))
 
@@ -181,7 +182,7 @@ def score(
     scores = curvature.curvature_scores(
         model,
         data.normalize(prepared.train_images, prepared),
-        torch.from_numpy(labels["given_label"].to_numpy()),
+        torch.tensor(labels["given_label"].to_numpy()),
         n_probes=n_probes,
         h=h,
         seed=seed,
