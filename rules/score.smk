@@ -18,6 +18,9 @@ rule score:
     params:
         n_probes=config["curvature"]["n_probes"],
         h=config["curvature"]["h"],
+        form=config["curvature"]["form"],
+        method=config["curvature"]["method"],
+        probes_per_pass=config["curvature"]["probes_per_pass"],
         seed=lambda w: int(w.seed),
         batch_size=config["curvature"]["batch_size"],
         device=config["curvature"]["device"],

@@ -111,7 +111,82 @@ def test_wrong_label_has_higher_curvature_than_right_label():
     assert np.median((wrong_scores / right_scores).numpy()) > 1
 
 
-@pytest.mark.parametrize("kwargs,match", [({"n_probes": 0}, "n_probes"), ({"h": 0.0}, "h must be"), ({"h": -1e-3}, "h must be")])
+def exact_scores(model, x, y, n_probes, h, seed, form="paper"):
+    """h^2 mean ||H v||^2 (paper) or h mean ||H v|| (official) with the scorer's own probes."""
+    hess = exact_hessians(model, x, y)
+    v = rademacher_probes(torch.arange(len(x)), n_probes, tuple(x.shape[1:]), seed).to(torch.float64).flatten(2)
+    norms_sq = (torch.einsum("nij,nkj->nki", hess, v) ** 2).sum(-1) * h**2
+    return (norms_sq if form == "paper" else norms_sq.sqrt()).mean(-1)
+
+
+@pytest.mark.parametrize("form", ["paper", "official"])
+def test_hvp_method_is_exact_and_finite_difference_close(form):
+    model, (x, y) = linear_model(), data()
+    exact = exact_scores(model, x, y, n_probes=5, h=1e-3, seed=2, form=form)
+    hvp = curvature_scores(model, x, y, n_probes=5, h=1e-3, seed=2, form=form, method="hvp")
+    torch.testing.assert_close(hvp, exact, rtol=1e-10, atol=0)
+    fd = curvature_scores(model, x, y, n_probes=5, h=1e-6, seed=2, form=form) * (1e-3 / 1e-6) ** (2 if form == "paper" else 1)
+    torch.testing.assert_close(fd, exact, rtol=1e-3, atol=0)
+
+
+def test_official_form_ranks_like_the_paper_form():
+    model, (x, y) = linear_model(), data(n=200)
+    paper = curvature_scores(model, x, y, n_probes=10)
+    official = curvature_scores(model, x, y, n_probes=10, form="official")
+    assert not torch.allclose(paper, official)
+    ranks = lambda s: s.argsort().argsort().double()  # noqa: E731
+    assert np.corrcoef(ranks(paper), ranks(official))[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.GELU])
+def test_finite_difference_converges_to_hvp_on_a_smooth_network(activation):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), activation(), nn.Linear(32, 32), activation(),
+                          nn.Linear(32, K)).double()
+    x, y = data(n=30)
+    errors = []
+    for h in (1e-1, 1e-2, 1e-3, 1e-4):
+        fd = curvature_scores(model, x, y, n_probes=4, h=h, seed=1)
+        hvp = curvature_scores(model, x, y, n_probes=4, h=h, seed=1, method="hvp")
+        errors.append(float(((fd - hvp).abs() / hvp).max()))
+    # the finite difference's error is O(h): each tenfold smaller h cuts it at least fivefold
+    assert all(a > 5 * b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-3
+
+
+@pytest.mark.parametrize("method", ["finite_difference", "hvp"])
+def test_independent_of_probes_per_pass_and_loader(method):
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, width=8).double()
+    x, y = torch.randn(23, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (23,))
+    reference = curvature_scores(model, x, y, n_probes=5, seed=4, method=method)
+    if method == "finite_difference":
+        for per_pass in (2, 5, 7):
+            stacked = curvature_scores(model, x, y, n_probes=5, seed=4, probes_per_pass=per_pass)
+            torch.testing.assert_close(stacked, reference, rtol=1e-9, atol=0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6)
+    torch.testing.assert_close(curvature_scores(model, loader, n_probes=5, seed=4, method=method), reference,
+                               rtol=1e-9, atol=0)
+    ids = torch.arange(23)
+    with_ids = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, ids), batch_size=10, shuffle=True,
+                                           generator=torch.Generator().manual_seed(0))
+    # the loader reshuffles on each pass: read the order of a pass with the same generator state
+    with_ids.generator.manual_seed(0)
+    order = torch.cat([batch[2] for batch in with_ids])
+    with_ids.generator.manual_seed(0)
+    shuffled = curvature_scores(model, with_ids, n_probes=5, seed=4, method=method)
+    torch.testing.assert_close(shuffled, reference[order], rtol=1e-9, atol=0)
+
+
+def test_low_precision_model_is_refused():
+    model, (x, y) = linear_model(torch.bfloat16), data(dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="float32"):
+        curvature_scores(model, x, y)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"n_probes": 0}, "n_probes"), ({"h": 0.0}, "h must be"), ({"h": -1e-3}, "h must be"),
+                                          ({"form": "squared"}, "form"), ({"method": "exact"}, "method"),
+                                          ({"probes_per_pass": 0}, "probes_per_pass")])
 def test_bad_arguments_are_refused(kwargs, match):
     model, (x, y) = linear_model(), data(n=4)
     with pytest.raises(ValueError, match=match):

@@ -1,7 +1,7 @@
 """Input-loss curvature of each sample (Garg, Ravikumar & Roy, ICML 2024).
 
-For a classifier f, a sample x with its given label y and the loss L(x) = CE(f(x), y), the score is
-the Hutchinson estimate
+For a classifier f, a sample x with its given label y and the loss L(x) = CE(f(x), y), the paper's
+score is the Hutchinson estimate
 
     Curv(x) = (1/n) * sum_i || grad_x L(x + h v_i) - grad_x L(x) ||^2,   v_i Rademacher (+-1),
 
@@ -9,15 +9,29 @@ which estimates h^2 * tr(H^2) for H the Hessian of the loss with respect to the 
 curvature means the sample sits in a sharper part of the loss surface: more likely memorized,
 mislabeled or duplicated with a conflicting label.
 
-The clean gradient grad_x L(x) is computed once per batch and shared by all n probes, and
-gradients are taken with respect to the input only (parameters are frozen while scoring).
+Variants (all rank samples alike up to estimator noise):
+
+- ``form="official"``: what the authors' released code computes, (1/n) * sum_i ||g(x + h v_i) - g(x)||,
+  the plain L2 norm, not squared (an estimate of h * E||H v||). Their code also takes the gradient of the
+  batch-*mean* loss, which divides every score by the batch size; we use per-sample losses, so the scores
+  do not depend on the batch size (a constant factor within one of their runs, so rankings agree).
+- ``method="hvp"``: the exact Hessian-vector product H v (double backward) instead of the finite
+  difference, scaled by h so that it estimates the same quantity as the default.
+
+Cost: the clean gradient g(x) is computed once per batch and shared by all n probes, and gradients
+are taken with respect to the input only (parameters are frozen while scoring): n + 1 forward and
+backward passes per sample, where the released code runs 2n of each.
+
+Precision: the finite difference subtracts two gradients that differ by about h times their size, so
+it needs at least float32 arithmetic. Scoring refuses half-precision models and turns TF32 off on
+CUDA for its duration (TF32 keeps 10 mantissa bits, which would drown the difference at h = 1e-3).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +39,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+FORMS = ("paper", "official")
+METHODS = ("finite_difference", "hvp")
 _MASK64 = (1 << 64) - 1
 
 
@@ -67,22 +83,91 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """grad_x of each sample's own cross-entropy loss, shape of ``x``.
+@contextlib.contextmanager
+def strict_float32() -> Iterator[None]:
+    """No TF32 in matmuls and convolutions (CUDA) while inside; the previous settings are restored."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.set_float32_matmul_precision(precision)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
+    """grad_x of each sample's own cross-entropy loss; returns (gradient, x with requires_grad).
 
     Summing the per-sample losses gives each sample its own gradient because, in eval mode, no
     sample's output depends on another's input.
     """
     x = x.detach().requires_grad_(True)
     loss = F.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    (grad,) = torch.autograd.grad(loss, x, create_graph=create_graph)
+    return grad, x
+
+
+def _batches(
+    data: torch.Tensor | Iterable, labels: torch.Tensor | None, sample_ids: torch.Tensor | None, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(x, y, ids) batches from tensors, or from an iterable (a DataLoader) of (x, y) or (x, y, ids)."""
+    if isinstance(data, torch.Tensor):
+        if labels is None:
+            raise ValueError("labels are required when data is a tensor")
+        if len(data) != len(labels):
+            raise ValueError(f"inputs and labels differ in length: {len(data)} vs {len(labels)}")
+        ids = torch.arange(len(data)) if sample_ids is None else torch.as_tensor(sample_ids)
+        if len(ids) != len(data):
+            raise ValueError(f"sample_ids has {len(ids)} entries for {len(data)} inputs")
+        for start in range(0, len(data), batch_size):
+            stop = start + batch_size
+            yield data[start:stop], labels[start:stop], ids[start:stop]
+        return
+    if labels is not None or sample_ids is not None:
+        raise ValueError("with a DataLoader, labels and sample ids come from its batches: (x, y) or (x, y, ids)")
+    seen = 0
+    for batch in data:
+        x, y, *rest = batch
+        ids = torch.as_tensor(rest[0]) if rest else torch.arange(seen, seen + len(x))
+        seen += len(x)
+        yield x, y, ids
+
+
+def _score_batch(model, x, y, probes, *, h, form, method, probes_per_pass):
+    """Curvature of one batch; ``probes`` (B, n, ...) already on x's device and dtype."""
+    n = probes.shape[1]
+    total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+
+    def accumulate(diff_sq: torch.Tensor) -> None:  # (B, p) squared norms of the gradient differences
+        nonlocal total
+        total = total + (diff_sq if form == "paper" else diff_sq.sqrt()).sum(1)
+
+    if method == "hvp":
+        grad, x_leaf = input_gradient(model, x, y, create_graph=True)
+        for k in range(n):
+            (hv,) = torch.autograd.grad(grad, x_leaf, grad_outputs=probes[:, k], retain_graph=k < n - 1)
+            accumulate((h * hv).pow(2).flatten(1).sum(1, keepdim=True))
+        return total / n
+    clean, _ = input_gradient(model, x, y)
+    clean = clean.flatten(1)[:, None]  # (B, 1, D)
+    for k0 in range(0, n, probes_per_pass):
+        v = probes[:, k0 : k0 + probes_per_pass]  # (B, p, ...)
+        p = v.shape[1]
+        shifted = (x[:, None] + h * v).flatten(0, 1)  # (B * p, ...), sample-major
+        if shifted.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            shifted = shifted.contiguous(memory_format=torch.channels_last)
+        grad, _ = input_gradient(model, shifted, y.repeat_interleave(p))
+        accumulate((grad.reshape(len(x), p, -1) - clean).pow(2).sum(-1))
+    return total / n
 
 
 def curvature_scores(
     model: nn.Module,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
+    data: torch.Tensor | Iterable,
+    labels: torch.Tensor | None = None,
     *,
     n_probes: int = 10,
     h: float = 1e-3,
@@ -90,47 +175,79 @@ def curvature_scores(
     sample_ids: torch.Tensor | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
+    form: str = "paper",
+    method: str = "finite_difference",
+    probes_per_pass: int = 1,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """Curvature score of every sample, float64 tensor (N,) on the CPU; higher = more memorized.
 
     Args:
-        model: any classifier returning logits (N, K). Scored in eval mode; left as it was.
-        inputs: (N, ...) the normalized, un-augmented inputs the model was trained on.
-        labels: (N,) int, the labels the model was trained with (possibly wrong).
+        model: any classifier returning logits (N, K). Scored in eval mode with frozen parameters;
+            its mode and ``requires_grad`` flags are restored afterwards (with channels_last, its
+            parameters are returned to the contiguous format).
+        data: either a tensor (N, ...) of the normalized, un-augmented inputs the model was trained
+            on, or an iterable such as a ``DataLoader`` yielding ``(x, y)`` or ``(x, y, ids)``.
+            Scores come back in the order of the data.
+        labels: (N,) int, the labels the model was trained with (possibly wrong); only with a tensor.
         n_probes: number of Rademacher probes n per sample (paper: 10).
-        h: finite-difference step (paper: 1e-3). The score scales as h^2.
-        seed: seeds the probes; with ``sample_ids`` it fixes every sample's probes.
-        sample_ids: (N,) int ids that seed each sample's probes; default 0..N-1.
-        batch_size: samples per forward pass; does not change the result.
+        h: finite-difference step (paper: 1e-3). The paper-form score scales as h^2.
+        seed: seeds the probes; with the sample ids it fixes every sample's probes.
+        sample_ids: (N,) int ids that seed each sample's probes; default 0..N-1 in data order.
+        batch_size: samples per forward pass (tensor data only); does not change the result.
         device: where to compute; default the model's device.
+        form: ``"paper"`` (mean squared norm, the default) or ``"official"`` (mean norm).
+        method: ``"finite_difference"`` (default) or ``"hvp"`` (exact Hessian-vector products).
+        probes_per_pass: probes stacked into one forward pass (finite difference only); results
+            do not depend on it, speed does (1 was fastest on CPU, see the README's benchmark).
+        channels_last: NHWC memory format for 4-D inputs; default on for CUDA, off elsewhere.
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     if not h > 0:
         raise ValueError(f"h must be > 0, got {h}")
-    if len(inputs) != len(labels):
-        raise ValueError(f"inputs and labels differ in length: {len(inputs)} vs {len(labels)}")
-    if sample_ids is None:
-        sample_ids = torch.arange(len(inputs))
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if probes_per_pass < 1:
+        raise ValueError(f"probes_per_pass must be >= 1, got {probes_per_pass}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     first_param = next(model.parameters(), None)
+    dtype = first_param.dtype if first_param is not None else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"scoring needs a float32 or float64 model, got {dtype}: the finite difference "
+                         "of gradients is lost in lower precision")
     if device is None:
         device = first_param.device if first_param is not None else torch.device("cpu")
-    dtype = first_param.dtype if first_param is not None else inputs.dtype
-    scores = torch.empty(len(inputs), dtype=torch.float64)
-    n_batches = (len(inputs) + batch_size - 1) // batch_size
-    with frozen_eval(model):
-        for b, start in enumerate(range(0, len(inputs), batch_size)):
-            stop = min(start + batch_size, len(inputs))
-            x = inputs[start:stop].to(device=device, dtype=dtype)
-            y = labels[start:stop].to(device=device, dtype=torch.long)
-            probes = rademacher_probes(sample_ids[start:stop], n_probes, tuple(x.shape[1:]), seed)
-            probes = probes.to(device=device, dtype=dtype)
-            clean = input_gradient(model, x, y)
-            total = torch.zeros(len(x), dtype=dtype, device=device)
-            for k in range(n_probes):
-                diff = input_gradient(model, x + h * probes[:, k], y) - clean
-                total += diff.pow(2).flatten(1).sum(1)
-            scores[start:stop] = (total / n_probes).to("cpu", torch.float64)
-            if (b + 1) % max(1, n_batches // 10) == 0 or b + 1 == n_batches:
-                log.info("scored %d/%d samples", stop, len(inputs))
-    return scores
+    device = torch.device(device)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    total_samples = len(data) if isinstance(data, torch.Tensor) else None
+    chunks: list[torch.Tensor] = []
+    done = 0
+    next_report = 0.1
+    with frozen_eval(model), strict_float32():
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        try:
+            for x, y, ids in _batches(data, labels, sample_ids, batch_size):
+                x = x.to(device=device, dtype=dtype)
+                if channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = y.to(device=device, dtype=torch.long)
+                probes = rademacher_probes(ids, n_probes, tuple(x.shape[1:]), seed).to(device=device, dtype=dtype)
+                scores = _score_batch(model, x, y, probes, h=h, form=form, method=method,
+                                      probes_per_pass=probes_per_pass)
+                chunks.append(scores.detach().to("cpu", torch.float64))
+                done += len(x)
+                if total_samples and done / total_samples >= next_report:
+                    log.info("scored %d/%d samples", done, total_samples)
+                    next_report = done / total_samples + 0.1
+        finally:
+            if channels_last:
+                model.to(memory_format=torch.contiguous_format)
+    if total_samples is None:
+        log.info("scored %d samples", done)
+    return torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.float64)

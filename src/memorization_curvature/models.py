@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from torch import nn
+from torchvision.models import resnet18
 
-MODELS = ("small_cnn",)
+MODELS = ("small_cnn", "resnet18_cifar")
 
 
 class SmallCNN(nn.Module):
@@ -34,8 +35,18 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def resnet18_cifar(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet18 in the CIFAR form: a 3x3 stride-1 stem and no max-pool, for 32x32 inputs."""
+    model = resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """Return an untrained network; ``image_size`` is the side of the square input."""
     if name == "small_cnn":
         return SmallCNN(in_channels=in_channels, num_classes=num_classes)
+    if name == "resnet18_cifar":
+        return resnet18_cifar(in_channels=in_channels, num_classes=num_classes)
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")

@@ -165,6 +165,9 @@ def score(
     *,
     n_probes: int,
     h: float,
+    form: str,
+    method: str,
+    probes_per_pass: int,
     seed: int,
     batch_size: int,
     device: str,
@@ -178,7 +181,8 @@ def score(
     dev = training.resolve_device(device)
     model.to(dev)
     started = time.perf_counter()
-    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g)", len(labels), epoch, dev, n_probes, h)
+    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s)", len(labels), epoch, dev,
+             n_probes, h, form, method)
     scores = curvature.curvature_scores(
         model,
         data.normalize(prepared.train_images, prepared),
@@ -188,6 +192,9 @@ def score(
         seed=seed,
         batch_size=batch_size,
         device=dev,
+        form=form,
+        method=method,
+        probes_per_pass=probes_per_pass,
     )
     log.info("scored in %.1fs", time.perf_counter() - started)
     io.save_npz(output, train_curvature=scores.numpy(), epoch=np.asarray(epoch))
