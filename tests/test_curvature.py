@@ -191,3 +191,32 @@ def test_bad_arguments_are_refused(kwargs, match):
     model, (x, y) = linear_model(), data(n=4)
     with pytest.raises(ValueError, match=match):
         curvature_scores(model, x, y, **kwargs)
+
+
+class DataDependent(nn.Module):
+    """A model torch.fx cannot trace (Python control flow on a tensor value)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = SmallCNN(1, 10, width=8)
+
+    def forward(self, x):
+        return self.net(x) if x.sum() > -1e9 else -self.net(x)
+
+
+def test_folding_batchnorm_changes_nothing_but_speed():
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, width=8).double()
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    x, y = torch.randn(20, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (20,))
+    plain = curvature_scores(model, x, y, n_probes=4, seed=1)
+    folded = curvature_scores(model, x, y, n_probes=4, seed=1, fold_bn=True)
+    torch.testing.assert_close(folded, plain, rtol=1e-7, atol=0)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is untouched
+    untraceable = DataDependent().double()
+    torch.testing.assert_close(curvature_scores(untraceable, x, y, n_probes=4, seed=1, fold_bn=True),
+                               curvature_scores(untraceable, x, y, n_probes=4, seed=1), rtol=1e-12, atol=0)

@@ -20,7 +20,9 @@ Variants (all rank samples alike up to estimator noise):
 
 Cost: the clean gradient g(x) is computed once per batch and shared by all n probes, and gradients
 are taken with respect to the input only (parameters are frozen while scoring): n + 1 forward and
-backward passes per sample, where the released code runs 2n of each.
+backward passes per sample, where the released code runs 2n of each. In eval mode BatchNorm is a
+fixed affine map, so by default it is folded into the preceding convolution of a scoring copy of the
+model, which makes every pass cheaper without changing the function.
 
 Precision: the finite difference subtracts two gradients that differ by about h times their size, so
 it needs at least float32 arithmetic. Scoring refuses half-precision models and turns TF32 off on
@@ -30,6 +32,7 @@ CUDA for its duration (TF32 keeps 10 mantissa bits, which would drown the differ
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from typing import Iterable, Iterator
 
@@ -96,6 +99,23 @@ def strict_float32() -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
         torch.set_float32_matmul_precision(precision)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm folded into the convolution before it.
+
+    In eval mode BatchNorm is a fixed affine map, so folding it into the convolution's weights gives
+    the same function with fewer operations in every forward and backward pass. Uses torch.fx's
+    fusion pass; a model that torch.fx cannot trace is returned unchanged (a copy, in eval mode).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    model = copy.deepcopy(model).eval()
+    try:
+        return fuse(model)
+    except Exception as error:  # noqa: BLE001 - any tracing failure: score the model as it is
+        log.info("BatchNorm not folded (%s: %s); scoring the model as it is", type(error).__name__, error)
+        return model
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
@@ -179,6 +199,7 @@ def curvature_scores(
     method: str = "finite_difference",
     probes_per_pass: int = 1,
     channels_last: bool | None = None,
+    fold_bn: bool = True,
 ) -> torch.Tensor:
     """Curvature score of every sample, float64 tensor (N,) on the CPU; higher = more memorized.
 
@@ -201,6 +222,9 @@ def curvature_scores(
         probes_per_pass: probes stacked into one forward pass (finite difference only); results
             do not depend on it, speed does (1 was fastest on CPU, see the README's benchmark).
         channels_last: NHWC memory format for 4-D inputs; default on for CUDA, off elsewhere.
+        fold_bn: score a copy of the model with BatchNorm folded into the convolutions
+            (:func:`fold_batchnorm`): the same function, fewer operations per pass (default; the
+            benchmark in the README measures the gain and the agreement with float64).
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
@@ -224,6 +248,8 @@ def curvature_scores(
     device = torch.device(device)
     if channels_last is None:
         channels_last = device.type == "cuda"
+    if fold_bn:
+        model = fold_batchnorm(model)
     total_samples = len(data) if isinstance(data, torch.Tensor) else None
     chunks: list[torch.Tensor] = []
     done = 0
