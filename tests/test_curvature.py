@@ -220,3 +220,13 @@ def test_folding_batchnorm_changes_nothing_but_speed():
     untraceable = DataDependent().double()
     torch.testing.assert_close(curvature_scores(untraceable, x, y, n_probes=4, seed=1, fold_bn=True),
                                curvature_scores(untraceable, x, y, n_probes=4, seed=1), rtol=1e-12, atol=0)
+
+
+def test_cifar_resnet18_keeps_32x32_resolution_in_its_stem():
+    from memorization_curvature.models import build_model
+
+    model = build_model("resnet18_cifar", in_channels=3, num_classes=100, image_size=32).eval()
+    assert model.conv1.stride == (1, 1) and isinstance(model.maxpool, nn.Identity)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    scores = curvature_scores(model, torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2]), n_probes=2)
+    assert scores.shape == (3,) and torch.all(scores > 0)
