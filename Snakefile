@@ -24,7 +24,9 @@ min_version("9.0")
 # so the code that runs is always the code the workflow's provenance digests describe.
 _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
-os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")])))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+)
 
 from memorization_curvature.config import validate_config
 

@@ -6,12 +6,12 @@ rule prepare:
         "results/{dataset}/data.npz",
     log:
         "logs/{dataset}/prepare.log",
+    conda:
+        "../envs/memcurv.yaml"
     params:
         test_fraction=config["data"]["test_fraction"],
         split_seed=config["data"]["split_seed"],
         code=source_digest("data", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/prepare.py"
 
@@ -23,11 +23,11 @@ rule corrupt:
         f"{RUN}/labels.csv",
     log:
         f"{RUN_LOGS}/corrupt.log",
+    conda:
+        "../envs/memcurv.yaml"
     params:
         rate=lambda w: float(w.rate),
         seed=lambda w: int(w.seed),
         code=source_digest("corruption", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/corrupt.py"

@@ -9,14 +9,14 @@ rule evaluate:
         f"{RUN}/metrics.json",
     log:
         f"{RUN_LOGS}/evaluate.log",
+    conda:
+        "../envs/memcurv.yaml"
     params:
         dataset=lambda w: w.dataset,
         rate=lambda w: float(w.rate),
         seed=lambda w: int(w.seed),
         epochs_scored=SCORED_EPOCHS,
         code=source_digest("metrics", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -28,9 +28,9 @@ rule aggregate:
         "results/auroc.csv",
     log:
         "logs/aggregate.log",
-    params:
-        code=source_digest("metrics", "io", "stages"),
     conda:
         "../envs/memcurv.yaml"
+    params:
+        code=source_digest("metrics", "io", "stages"),
     script:
         "../scripts/aggregate.py"

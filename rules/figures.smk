@@ -12,11 +12,11 @@ rule figures:
         roc=f"{RUN}/figures/roc.png",
     log:
         f"{RUN_LOGS}/figures.log",
+    conda:
+        "../envs/memcurv.yaml"
     params:
         top_k=config["figures"]["top_k"],
         run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
         code=source_digest("figures", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/figures.py"

@@ -12,6 +12,8 @@ rule score:
         f"{RUN_LOGS}/score_epoch{{epoch}}.log",
     benchmark:
         f"{RUN_BENCHMARKS}/score_epoch{{epoch}}.tsv"
+    conda:
+        "../envs/memcurv.yaml"
     threads: config["curvature"]["threads"]
     resources:
         gpu=1,
@@ -25,8 +27,6 @@ rule score:
         batch_size=config["curvature"]["batch_size"],
         device=config["curvature"]["device"],
         code=source_digest("data", "models", "curvature", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/score.py"
 
@@ -41,9 +41,9 @@ rule average:
         f"{RUN}/curvature.csv",
     log:
         f"{RUN_LOGS}/average.log",
-    params:
-        code=source_digest("metrics", "io", "stages"),
     conda:
         "../envs/memcurv.yaml"
+    params:
+        code=source_digest("metrics", "io", "stages"),
     script:
         "../scripts/average.py"

@@ -16,6 +16,8 @@ rule train:
         f"{RUN_LOGS}/train.log",
     benchmark:
         f"{RUN_BENCHMARKS}/train.tsv"
+    conda:
+        "../envs/memcurv.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=1,
@@ -33,7 +35,5 @@ rule train:
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
         code=source_digest("data", "models", "training", "io", "stages"),
-    conda:
-        "../envs/memcurv.yaml"
     script:
         "../scripts/train.py"

@@ -157,9 +157,3 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
     for rule, outputs in jobs:
         if rule not in ("aggregate", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)
-
-
-def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
