@@ -11,6 +11,10 @@ rule prepare:
     params:
         test_fraction=config["data"]["test_fraction"],
         split_seed=config["data"]["split_seed"],
+        root=config["data"]["root"],
+        download=config["data"]["download"],
+        verify_checksums=config["data"]["verify_checksums"],
+        image_size=config["data"]["image_size"],
         code=source_digest("data", "io", "stages"),
     script:
         "../scripts/prepare.py"

@@ -32,6 +32,7 @@ rule train:
         lr_gamma=config["train"]["lr_gamma"],
         augment_shift=config["train"]["augment_shift"],
         augment_flip=config["train"]["augment_flip"],
+        bf16=config["train"]["bf16"],
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
         code=source_digest("data", "models", "training", "io", "stages"),

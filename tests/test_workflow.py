@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -11,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from sklearn.metrics import roc_auc_score
 
-REPO = Path(__file__).resolve().parents[1]
+from workflow_helpers import snakemake, write_config
+
 EPOCHS = 4
 TINY = {
     "datasets": ["digits"],
@@ -24,20 +22,6 @@ TINY = {
     "curvature": {"n_probes": 4},
 }
 RUN = Path("results/digits/noise0.1/seed0")
-
-
-def snakemake(workdir, *args, timeout=600):
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", "2", *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def write_config(workdir, config):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def planned_jobs(workdir):

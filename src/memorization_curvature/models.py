@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-MODELS = ("small_cnn", "resnet18_cifar")
+MODELS = ("small_cnn", "resnet18_cifar", "resnet18")
 
 
 class SmallCNN(nn.Module):
@@ -44,10 +44,22 @@ def resnet18_cifar(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
     return model
 
 
+def resnet18_imagenet(in_channels: int = 3, num_classes: int = 1000) -> nn.Module:
+    """torchvision's ResNet18 as it is (7x7 stride-2 stem and max-pool), for ImageNet-size images."""
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """Return an untrained network; ``image_size`` is the side of the square input."""
     if name == "small_cnn":
         return SmallCNN(in_channels=in_channels, num_classes=num_classes)
     if name == "resnet18_cifar":
         return resnet18_cifar(in_channels=in_channels, num_classes=num_classes)
+    if name == "resnet18":
+        return resnet18_imagenet(in_channels=in_channels, num_classes=num_classes)
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")

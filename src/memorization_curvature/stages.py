@@ -61,8 +61,9 @@ def load_labels(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def prepare(dataset: str, output: str, *, test_fraction: float, split_seed: int) -> None:
-    prepared = data.prepare(dataset, test_fraction=test_fraction, split_seed=split_seed)
+def prepare(dataset: str, output: str, **options) -> None:
+    """Load ``dataset`` (options: see :func:`memorization_curvature.data.prepare`) into one file."""
+    prepared = data.prepare(dataset, **options)
     io.save_npz(output, **prepared.to_arrays())
     log.info("%s: %d training and %d test images of shape %s, %d classes", dataset,
              len(prepared.train_labels), len(prepared.test_labels), prepared.image_shape, prepared.num_classes)
@@ -102,6 +103,7 @@ def train(
     lr_gamma: float,
     augment_shift: int,
     augment_flip: bool,
+    bf16: bool,
     seed: int,
     device: str,
     threads: int,
@@ -115,7 +117,7 @@ def train(
     config = training.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, augment_shift=augment_shift,
-        augment_flip=augment_flip, seed=seed,
+        augment_flip=augment_flip, seed=seed, bf16=bf16,
     )
     c, hgt, _ = prepared.image_shape
     model_kwargs = {"in_channels": c, "num_classes": prepared.num_classes, "image_size": hgt}

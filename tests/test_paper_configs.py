@@ -1,0 +1,29 @@
+"""The ready-made configurations that regenerate the paper's mislabel table plan the right jobs."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workflow_helpers import REPO, snakemake
+
+CONFIGS = sorted((REPO / "configs" / "paper").glob("*.yaml"))
+
+
+def job_counts(text):
+    table = text.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_paper_config_dry_run(tmp_path, config):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    counts = job_counts(snakemake(tmp_path, "-n", "--configfile", str(config)))
+    runs = 4 * 3  # noise rates 1, 2, 5, 10 % and seeds 1-3
+    assert counts == {"prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs,
+                      "evaluate": runs, "figures": runs, "aggregate": 1, "all": 1}
+
+
+def test_every_paper_dataset_has_a_config():
+    assert {c.stem for c in CONFIGS} == {"cifar10", "cifar100", "mnist", "fashion_mnist"}

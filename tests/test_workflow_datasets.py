@@ -1,0 +1,65 @@
+"""Every dataset kind through the whole workflow, from tiny files in its real on-disk format."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dataset_files import write_cifar10, write_cifar100, write_imagefolder, write_mnist
+from workflow_helpers import snakemake, write_config
+
+# name: (image shape, training images, class name of label 3)
+EXPECTED = {
+    "mnist": ((1, 28, 28), 120, "3 - three"),
+    "fashion_mnist": ((1, 28, 28), 120, "Dress"),
+    "cifar10": ((3, 32, 32), 120, "class3"),
+    "cifar100": ((3, 32, 32), 120, "fine03"),
+    "imagefolder": ((3, 16, 16), 96, "digit_3"),
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("datasets")
+    root = workdir / "data"
+    write_mnist(root, "MNIST")
+    write_mnist(root, "FashionMNIST")
+    write_cifar10(root)
+    write_cifar100(root)
+    write_imagefolder(root, per_class=12, size=20)
+    write_config(workdir, {
+        "datasets": list(EXPECTED),
+        "noise_rates": [0.1],
+        "seeds": [0],
+        "data": {"root": "data", "verify_checksums": False, "image_size": 16},
+        "train": {"epochs": 2, "batch_size": 32, "threads": 1},
+        "curvature": {"n_probes": 2},
+        "figures": {"top_k": 20},
+    })
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_dataset_runs_through_the_workflow(workdir, name):
+    shape, n_train, class_three = EXPECTED[name]
+    prepared = np.load(workdir / f"results/{name}/data.npz")
+    assert prepared["train_images"].shape == (n_train, *shape)
+    assert prepared["class_names"][3] == class_three
+    run = workdir / f"results/{name}/noise0.1/seed0"
+    labels = pd.read_csv(run / "labels.csv")
+    assert len(labels) == n_train and labels["corrupted"].sum() == round(0.1 * n_train)
+    checkpoint = torch.load(run / "checkpoints/epoch2.pt", weights_only=True)
+    assert checkpoint["model_kwargs"]["in_channels"] == shape[0]
+    table = pd.read_csv(run / "curvature.csv")
+    assert len(table) == n_train and (table["curvature"] > 0).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["auroc"] <= 1
+    assert (run / "figures/top_curvature.png").stat().st_size > 10_000
+
+
+def test_summary_has_every_dataset(workdir):
+    summary = pd.read_csv(workdir / "results/auroc.csv")
+    assert sorted(summary["dataset"]) == sorted(EXPECTED)
