@@ -9,8 +9,9 @@
 #       .../scores/epoch{epoch}.npz                             curvature of every sample, per checkpoint
 #       .../curvature.csv                                       curvature averaged over scored epochs
 #       .../metrics.json                                        AUROC for finding the corrupted labels
-#       .../figures/{top_curvature,curvature_hist,roc}.png
+#       .../figures/{top_curvature,bottom_curvature,per_class,curvature_hist,roc,dynamics}.{png,pdf,csv}
 #   results/auroc.csv                                           one row per run
+#   results/summary/auroc_vs_noise.{png,pdf,csv}, auroc_table.md   mean +- std over seeds
 # Logs mirror this under logs/, timings of expensive jobs under benchmarks/.
 
 import os
@@ -35,6 +36,9 @@ configfile: "config.yaml"
 
 
 validate_config(config, workflow.source_path("schemas/config.schema.yaml"))
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -23,7 +23,10 @@ localrules:
     average,
     evaluate,
     aggregate,
-    figures,
+    figure_grids,
+    figure_scores,
+    figure_dynamics,
+    summary_figures,
 
 
 def runs(pattern):
@@ -36,10 +39,36 @@ def runs(pattern):
     )
 
 
+RUN_FIGURES = [
+    "top_curvature",
+    "bottom_curvature",
+    "per_class",
+    "curvature_hist",
+    "roc",
+]
+
+
 def all_targets():
+    figures = RUN_FIGURES + (["dynamics"] if config["figures"]["dynamics"] else [])
     return [
         "results/auroc.csv",
-        *runs("figures/top_curvature.png"),
-        *runs("figures/curvature_hist.png"),
-        *runs("figures/roc.png"),
+        "results/summary/auroc_vs_noise.png",
+        "results/summary/auroc_table.md",
+        *[path for name in figures for path in runs(f"figures/{name}.png")],
     ]
+
+
+def run_figure(name, caption, label):
+    """A run's figure as a report item, filed under its dataset with noise rate and seed as labels."""
+    return report(
+        f"{RUN}/figures/{name}.png",
+        caption=f"../report/{caption}.rst",
+        category="{dataset}",
+        subcategory="noise {rate}, seed {seed}",
+        labels={"figure": label, "noise rate": "{rate}", "seed": "{seed}"},
+    )
+
+
+def siblings(name):
+    """The PDF and the CSV of plotted numbers written beside a run's figure."""
+    return [f"{RUN}/figures/{name}.pdf", f"{RUN}/figures/{name}.csv"]

@@ -26,6 +26,7 @@ rule score:
         seed=lambda w: int(w.seed),
         batch_size=config["curvature"]["batch_size"],
         device=config["curvature"]["device"],
+        score_test=config["figures"]["dynamics"],
         code=source_digest("data", "models", "curvature", "io", "stages"),
     script:
         "../scripts/score.py"

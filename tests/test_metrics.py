@@ -37,3 +37,15 @@ def test_summary_has_one_sorted_row_per_run():
     assert table["noise_rate"].tolist() == [0.1, 0.2]
     assert np.isnan(table["auroc"][0]) and table["auroc"][1] == 0.9
     assert table["epochs_scored"].tolist() == [1, 2]
+
+
+def test_auroc_table_in_the_papers_layout():
+    from memorization_curvature.figures import auroc_by_noise, auroc_markdown
+
+    runs = pd.DataFrame({"dataset": ["cifar10"] * 3 + ["digits"], "noise_rate": [0.01, 0.01, 0.1, 0.1],
+                         "seed": [1, 2, 1, 0], "auroc": [0.96, 0.98, 0.99, 0.995]})
+    _, numbers = auroc_by_noise(runs)
+    markdown = auroc_markdown(numbers)
+    assert markdown.splitlines()[0] == "| dataset | 1 % | 10 % |"
+    assert "| cifar10 | 0.9700 +- 0.0141 (2) | 0.9900 (1) |" in markdown
+    assert "| digits |  | 0.9950 (1) |" in markdown

@@ -97,18 +97,70 @@ def test_auroc_finds_the_corrupted_labels(workdir):
     assert summary["auroc"][0] == pytest.approx(metrics["auroc"])
 
 
-def test_figures_are_images(workdir):
-    for name in ("top_curvature", "curvature_hist", "roc"):
+FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics")
+
+
+def test_every_figure_is_an_image_with_its_pdf_and_numbers(workdir):
+    for name in FIGURES:
         image = matplotlib.image.imread(workdir / RUN / f"figures/{name}.png")
         assert image.ndim == 3 and min(image.shape[:2]) > 200
         assert image[..., :3].std() > 0.01  # not a blank canvas
+        assert (workdir / RUN / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert len(pd.read_csv(workdir / RUN / f"figures/{name}.csv")) > 0
+
+
+def test_grids_show_the_ranked_samples_in_order(workdir):
+    table = pd.read_csv(workdir / RUN / "curvature.csv")
+    by_curvature = table.sort_values("curvature", ascending=False)["index"].tolist()
+    top = pd.read_csv(workdir / RUN / "figures/top_curvature.csv")
+    assert top["index"].tolist() == by_curvature[:100] and top["rank"].tolist() == list(range(1, 101))
+    bottom = pd.read_csv(workdir / RUN / "figures/bottom_curvature.csv")
+    assert bottom["index"].tolist() == by_curvature[::-1][:100]
+    per_class = pd.read_csv(workdir / RUN / "figures/per_class.csv")
+    assert per_class["given_label"].tolist() == list(range(10))
+    best = table.loc[table.groupby("given_label")["curvature"].idxmax(), "index"].tolist()
+    assert per_class["index"].tolist() == best
+    shown_wrong = top["given_label"] != top["true_label"]
+    assert shown_wrong.sum() == table.set_index("index").loc[top["index"], "corrupted"].sum()
+
+
+def test_dynamics_are_the_per_epoch_group_statistics(workdir):
+    dynamics = pd.read_csv(workdir / RUN / "figures/dynamics.csv")
+    corrupted = pd.read_csv(workdir / RUN / "labels.csv")["corrupted"].to_numpy()
+    assert set(dynamics["group"]) == {"clean training", "corrupted training", "test"}
+    for epoch in range(1, EPOCHS + 1):
+        scores = np.load(workdir / RUN / f"scores/epoch{epoch}.npz")
+        rows = dynamics[dynamics["epoch"] == epoch].set_index("group")
+        assert rows.loc["corrupted training", "mean"] == pytest.approx(scores["train_curvature"][corrupted].mean())
+        assert rows.loc["test", "samples"] == 360
+        assert rows.loc["test", "mean"] == pytest.approx(scores["test_curvature"].mean())
+
+
+def test_summary_table_matches_the_metrics(workdir):
+    metrics = json.loads((workdir / RUN / "metrics.json").read_text())
+    numbers = pd.read_csv(workdir / "results/summary/auroc_vs_noise.csv")
+    assert numbers["mean"].tolist() == pytest.approx([metrics["auroc"]]) and numbers["seeds"].tolist() == [1]
+    markdown = (workdir / "results/summary/auroc_table.md").read_text()
+    assert f"| digits | {metrics['auroc']:.4f} (1) |" in markdown
+
+
+def test_report_builds_with_every_figure(workdir):
+    snakemake(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    for name in FIGURES:
+        assert f"{name}.png" in html
+    assert "auroc_table.md" in html and "highest curvature" in html
+    assert "Memorization through the curvature" in html  # the workflow description page
 
 
 def test_every_job_wrote_a_log(workdir):
     logs = sorted(p.name for p in (workdir / "logs/digits/noise0.1/seed0").iterdir())
-    assert {"corrupt.log", "train.log", "average.log", "evaluate.log", "figures.log"} <= set(logs)
+    assert {"corrupt.log", "train.log", "average.log", "evaluate.log", "figure_grids.log", "figure_scores.log",
+            "figure_dynamics.log"} <= set(logs)
     assert "epoch 4/4" in (workdir / "logs/digits/noise0.1/seed0/train.log").read_text()
 
+
+AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1}
 
 # The caching tests below only dry-run against the finished workdir; they run in file order.
 
@@ -124,7 +176,7 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
         counts = rule_counts(planned_jobs(workdir))
     finally:
         write_config(workdir, TINY)
-    assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "figures": 1, "aggregate": 1, "all": 1}
+    assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}
 
 
 @pytest.mark.parametrize("key,value,new_run", [("seeds", [0, 1], "noise0.1/seed1/"),
@@ -136,8 +188,8 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
     finally:
         write_config(workdir, TINY)
     counts = rule_counts(jobs)
-    assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "figures": 1,
-                      "aggregate": 1, "all": 1}
+    assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1,
+                      "all": 1, **AFTER_SCORING}
     for rule, outputs in jobs:
-        if rule not in ("aggregate", "all"):
+        if rule not in ("aggregate", "summary_figures", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)

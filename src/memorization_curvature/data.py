@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -74,6 +71,8 @@ class PreparedData:
 
 def _split(images, labels, test_fraction: float, split_seed: int):
     """Stratified train/test split; returns train and test index arrays, sorted."""
+    from sklearn.model_selection import train_test_split
+
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     index = np.arange(len(labels), dtype=np.int64)
@@ -167,6 +166,8 @@ def prepare(
     present, else a stratified split of train), resized to ``image_size``.
     """
     if name == "digits":
+        from sklearn.datasets import load_digits
+
         bunch = load_digits()
         images = bunch.images.astype(np.uint8)[:, None, :, :]  # values 0..16
         labels, pixel_max = bunch.target.astype(np.int64), 16.0
@@ -209,8 +210,9 @@ def prepare(
     )
 
 
-def normalize(images: np.ndarray, data: PreparedData) -> torch.Tensor:
+def normalize(images: np.ndarray, data: PreparedData):
     """Raw uint8 images (N, C, H, W) -> float32 tensor the network sees."""
+    import torch  # here, not at the top: light steps need no torch
     x = torch.from_numpy(images.astype(np.float32) / np.float32(data.pixel_max))
     mean = torch.from_numpy(data.mean).view(1, -1, 1, 1)
     std = torch.from_numpy(data.std).view(1, -1, 1, 1)

@@ -1,4 +1,9 @@
-"""Figures of one run: the highest-curvature images, score distributions, the ROC curve."""
+"""The paper's figures: image grids ranked by curvature, score distributions, the ROC curve,
+curvature over training, and AUROC against noise rate across runs.
+
+Each function returns ``(figure, numbers)``: the matplotlib figure and a DataFrame of exactly what it
+plots, which the workflow saves as CSV beside the figure.
+"""
 
 from __future__ import annotations
 
@@ -8,78 +13,166 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
+import pandas as pd
 from sklearn.metrics import roc_curve
 
+GRID_COLUMNS = 10
 
-def top_curvature_grid(
-    images: np.ndarray,
-    table,
-    class_names: np.ndarray,
-    *,
-    pixel_max: float,
-    k: int = 100,
-    title: str = "",
-):
-    """The ``k`` highest-curvature training images in rank order, row by row (10 per row).
 
-    ``images`` are raw (N, C, H, W); ``table`` is the per-sample table from
-    :func:`memorization_curvature.metrics.average_over_epochs`. Each tile is captioned with its
-    training index and given label, and the true label in red where it differs.
-    """
-    top = table.sort_values("rank").head(k)
-    ncols = 10
-    nrows = max(1, int(np.ceil(len(top) / ncols)))
-    tiles = torch.from_numpy(images[top["index"].to_numpy()].astype(np.float32) / pixel_max)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.55 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, tile, (_, row) in zip(axes.flat, tiles, top.iterrows()):
-        if tile.shape[0] == 1:
-            ax.imshow(tile[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        else:
-            ax.imshow(tile.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-        given, true = class_names[row["given_label"]], class_names[row["true_label"]]
-        label = f"#{row['index']} given {given}"
-        ax.set_title(label, fontsize=7, pad=2)
+def highest(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k highest-curvature samples, rank 1 first."""
+    return table.sort_values("rank").head(k)
+
+
+def lowest(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k lowest-curvature samples, the lowest first."""
+    return table.sort_values("rank", ascending=False).head(k)
+
+
+def highest_per_class(table: pd.DataFrame) -> pd.DataFrame:
+    """The highest-curvature sample of each given label, in class order."""
+    return table.sort_values("rank").groupby("given_label", sort=True).head(1).sort_values("given_label")
+
+
+def tile_grid(images: np.ndarray, pixel_max: float, padding: int):
+    """Raw images (k, C, H, W) -> one RGB grid tensor (3, H', W') in [0, 1], 10 per row, white gaps."""
+    import torch  # here, not at the top: the other plots need no torch
+    from torchvision.utils import make_grid
+
+    tiles = torch.from_numpy(images.astype(np.float32) / np.float32(pixel_max))
+    if tiles.shape[1] == 1:
+        tiles = tiles.expand(-1, 3, -1, -1)
+    return make_grid(tiles, nrow=GRID_COLUMNS, padding=padding, pad_value=1.0)
+
+
+def image_grid(images: np.ndarray, rows: pd.DataFrame, class_names, *, pixel_max: float, title: str):
+    """``rows`` (in display order) as a grid of their images, each captioned with its training index
+    and given label, and its true label in red where the given one is wrong."""
+    if rows.empty:
+        raise ValueError("no samples to show")
+    height, width = images.shape[2:]
+    gap = max(2, height // 2)  # room for the captions between rows
+    grid = tile_grid(images[rows["index"].to_numpy()], pixel_max, gap)
+    n_rows = int(np.ceil(len(rows) / GRID_COLUMNS))
+    fig, ax = plt.subplots(figsize=(1.5 * min(len(rows), GRID_COLUMNS) + 0.5, 1.75 * n_rows + 0.6))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.axis("off")
+    numbers = []
+    for position, row in enumerate(rows.itertuples(index=False)):
+        r, c = divmod(position, GRID_COLUMNS)
+        x = gap + c * (width + gap) + width / 2
+        top, bottom = gap + r * (height + gap), gap + r * (height + gap) + height
+        given, true = str(class_names[int(row.given_label)]), str(class_names[int(row.true_label)])
+        ax.text(x, top - 0.1 * gap, f"#{int(row.index)} {given}", ha="center", va="bottom", fontsize=6)
         if given != true:
-            ax.text(0.5, -0.08, f"true {true}", color="red", fontsize=7, ha="center", va="top",
-                    transform=ax.transAxes)
-    fig.suptitle(title or f"{len(top)} highest-curvature training images (rank order, given label)", fontsize=10)
+            ax.text(x, bottom + 0.1 * gap, f"true: {true}", ha="center", va="top", fontsize=6, color="red")
+        numbers.append({"position": position + 1, "rank": int(row.rank), "index": int(row.index),
+                        "given_label": int(row.given_label), "given_name": given,
+                        "true_label": int(row.true_label), "true_name": true,
+                        "curvature": float(row.curvature)})
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return fig, pd.DataFrame(numbers)
 
 
-def curvature_histogram(table, *, title: str = ""):
-    """Distribution of log10 mean curvature for clean and corrupted samples."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    values = np.log10(table["curvature"].to_numpy() + 1e-30)
-    bins = np.linspace(values.min(), values.max(), 40)
+def curvature_histogram(table: pd.DataFrame, *, title: str):
+    """Densities of log10 mean curvature for clean and corrupted samples."""
+    values = np.log10(np.maximum(table["curvature"].to_numpy(), 1e-30))
     corrupted = table["corrupted"].to_numpy(dtype=bool)
-    ax.hist(values[~corrupted], bins=bins, alpha=0.6, label=f"clean ({(~corrupted).sum()})", density=True)
+    edges = np.linspace(values.min(), values.max() + 1e-9, 41)
+    clean_density, _ = np.histogram(values[~corrupted], bins=edges, density=True)
+    numbers = pd.DataFrame({"log10_curvature_from": edges[:-1], "log10_curvature_to": edges[1:],
+                            "clean_density": clean_density})
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.stairs(clean_density, edges, fill=True, alpha=0.6, label=f"clean ({(~corrupted).sum()})")
     if corrupted.any():
-        ax.hist(values[corrupted], bins=bins, alpha=0.6, label=f"corrupted ({corrupted.sum()})", density=True)
+        numbers["corrupted_density"], _ = np.histogram(values[corrupted], bins=edges, density=True)
+        ax.stairs(numbers["corrupted_density"], edges, fill=True, alpha=0.6, label=f"corrupted ({corrupted.sum()})")
     ax.set_xlabel("log10 mean curvature")
     ax.set_ylabel("density")
-    ax.set_title(title or "Curvature of clean vs corrupted samples", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    return fig
+    return fig, numbers
 
 
-def roc_figure(table, auroc: float | None, *, title: str = ""):
+def roc_figure(table: pd.DataFrame, auroc: float | None, *, title: str):
     """ROC curve of mean curvature for finding the corrupted samples."""
-    fig, ax = plt.subplots(figsize=(4, 4))
     corrupted = table["corrupted"].to_numpy(dtype=bool)
+    fig, ax = plt.subplots(figsize=(4, 4))
     if corrupted.any() and not corrupted.all():
-        fpr, tpr, _ = roc_curve(corrupted, table["curvature"].to_numpy())
+        fpr, tpr, thresholds = roc_curve(corrupted, table["curvature"].to_numpy())
         ax.plot(fpr, tpr, label=f"curvature (AUROC {auroc:.4f})")
+        numbers = pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr, "threshold": thresholds})
     else:
         ax.text(0.5, 0.5, "no corrupted samples:\nROC undefined", ha="center", va="center")
+        numbers = pd.DataFrame(columns=["false_positive_rate", "true_positive_rate", "threshold"])
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(title or "Finding corrupted labels", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return fig
+    return fig, numbers
+
+
+def dynamics_figure(groups: dict[str, dict[int, np.ndarray]], *, title: str):
+    """Mean curvature (line) and interquartile range (band) per epoch for each group of samples.
+
+    ``groups`` maps a name ("clean training", "corrupted training", "test") to {epoch: scores}.
+    """
+    rows = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, per_epoch in groups.items():
+        if not per_epoch:
+            continue
+        epochs = sorted(per_epoch)
+        stats = pd.DataFrame([{
+            "group": name, "epoch": e, "samples": len(per_epoch[e]), "mean": per_epoch[e].mean(),
+            "std": per_epoch[e].std(), "q25": np.quantile(per_epoch[e], 0.25),
+            "median": np.median(per_epoch[e]), "q75": np.quantile(per_epoch[e], 0.75),
+        } for e in epochs])
+        ax.plot(stats["epoch"], stats["mean"], marker="o", ms=3, label=f"{name} (mean)")
+        ax.fill_between(stats["epoch"], stats["q25"], stats["q75"], alpha=0.2)
+        rows.append(stats)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("curvature (band: 25-75 %)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, pd.concat(rows, ignore_index=True)
+
+
+def auroc_by_noise(summary: pd.DataFrame):
+    """AUROC mean and standard deviation over seeds per dataset and noise rate (figure and table)."""
+    numbers = (summary.groupby(["dataset", "noise_rate"])["auroc"]
+               .agg(mean="mean", std="std", seeds="count").reset_index())
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for dataset, rows in numbers.groupby("dataset"):
+        ax.errorbar(100 * rows["noise_rate"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
+                    label=dataset)
+    ax.set_xlabel("label noise (%)")
+    ax.set_ylabel("curvature AUROC (mean +- std over seeds)")
+    ax.set_title("Finding corrupted labels by curvature", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    return fig, numbers
+
+
+def auroc_markdown(numbers: pd.DataFrame) -> str:
+    """The paper's table layout: a row per dataset, a column per noise rate, 'mean +- std (seeds)'."""
+    rates = sorted(numbers["noise_rate"].unique())
+    header = "| dataset | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |"
+    lines = [header, "|---" * (len(rates) + 1) + "|"]
+    for dataset, rows in numbers.groupby("dataset"):
+        cells = []
+        for rate in rates:
+            row = rows[rows["noise_rate"] == rate]
+            if row.empty or pd.isna(row["mean"].iloc[0]):
+                cells.append("")
+                continue
+            mean, std, seeds = row["mean"].iloc[0], row["std"].iloc[0], int(row["seeds"].iloc[0])
+            cells.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}") + f" ({seeds})")
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

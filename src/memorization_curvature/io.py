@@ -16,7 +16,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import torch
 
 
 @contextlib.contextmanager
@@ -60,12 +59,16 @@ def save_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    import torch  # here, not at the top: light steps (labels, tables, plots) need no torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def load_torch(path: str | os.PathLike) -> Any:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never code."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

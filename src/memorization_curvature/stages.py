@@ -16,9 +16,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import corruption, curvature, data, figures, io, metrics, models, training
+from . import corruption, data, figures, io, metrics
+
+# torch, and the modules built on it (curvature, models, training), are imported inside the steps
+# that need them: a light step (labels, tables, plots) then starts in a fraction of the time.
 
 log = logging.getLogger("memorization_curvature")
 
@@ -82,7 +84,7 @@ def corrupt(data_path: str, output: str, *, rate: float, seed: int) -> None:
     log.info("corrupted %d of %d labels (rate %g, seed %d)", corrupted.sum(), len(given), rate, seed)
 
 
-def _checkpoint(model_name: str, model_kwargs: dict, model: torch.nn.Module, epoch: int) -> dict:
+def _checkpoint(model_name: str, model_kwargs: dict, model, epoch: int) -> dict:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {"model_name": model_name, "model_kwargs": model_kwargs, "epoch": epoch, "state_dict": state}
 
@@ -109,6 +111,9 @@ def train(
     threads: int,
 ) -> None:
     """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, plus per-epoch metrics."""
+    import torch
+
+    from . import models, training
     if len(checkpoints) != epochs:
         raise ValueError(f"{len(checkpoints)} checkpoint paths for {epochs} epochs")
     torch.set_num_threads(threads)
@@ -129,7 +134,7 @@ def train(
     pad_value = torch.from_numpy(-prepared.mean / prepared.std)
     rows: list[dict] = []
 
-    def on_epoch_end(epoch: int, net: torch.nn.Module, epoch_metrics: dict) -> None:
+    def on_epoch_end(epoch: int, net, epoch_metrics: dict) -> None:
         io.save_torch(checkpoints[epoch - 1], _checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
 
@@ -148,8 +153,10 @@ def train(
     io.save_csv(metrics_path, pd.DataFrame(rows))
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[torch.nn.Module, int]:
-    """Rebuild the network a checkpoint describes; a clear error names a broken file."""
+def load_checkpoint_model(path: str | Path):
+    """(network, epoch) a checkpoint describes; a clear error names a broken file."""
+    from . import models
+
     try:
         checkpoint = io.load_torch(path)
         model = models.build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
@@ -174,8 +181,14 @@ def score(
     batch_size: int,
     device: str,
     threads: int,
+    score_test: bool = False,
 ) -> None:
-    """Curvature of every training sample with its given label, for one checkpoint."""
+    """Curvature of every training sample with its given label (and, with ``score_test``, of every
+    test sample with its label), for one checkpoint."""
+    import torch
+
+    from . import curvature, training
+
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
     labels = load_labels(labels_path)
@@ -185,21 +198,22 @@ def score(
     started = time.perf_counter()
     log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s)", len(labels), epoch, dev,
              n_probes, h, form, method)
-    scores = curvature.curvature_scores(
-        model,
-        data.normalize(prepared.train_images, prepared),
-        torch.tensor(labels["given_label"].to_numpy()),
-        n_probes=n_probes,
-        h=h,
-        seed=seed,
-        batch_size=batch_size,
-        device=dev,
-        form=form,
-        method=method,
-        probes_per_pass=probes_per_pass,
-    )
+    options = dict(n_probes=n_probes, h=h, seed=seed, batch_size=batch_size, device=dev, form=form,
+                   method=method, probes_per_pass=probes_per_pass)
+    arrays = {"epoch": np.asarray(epoch)}
+    arrays["train_curvature"] = curvature.curvature_scores(
+        model, data.normalize(prepared.train_images, prepared), torch.tensor(labels["given_label"].to_numpy()),
+        **options,
+    ).numpy()
+    if score_test:
+        # test ids follow the training ids, so no test sample shares a training sample's probes
+        test_ids = torch.arange(len(labels), len(labels) + len(prepared.test_labels))
+        arrays["test_curvature"] = curvature.curvature_scores(
+            model, data.normalize(prepared.test_images, prepared), torch.from_numpy(prepared.test_labels),
+            sample_ids=test_ids, **options,
+        ).numpy()
     log.info("scored in %.1fs", time.perf_counter() - started)
-    io.save_npz(output, train_curvature=scores.numpy(), epoch=np.asarray(epoch))
+    io.save_npz(output, **arrays)
 
 
 def average(labels_path: str, score_paths: Sequence[str], output: str) -> None:
@@ -245,29 +259,59 @@ def aggregate(metric_paths: Sequence[str], output: str) -> None:
     log.info("summary of %d runs:\n%s", len(summary), summary.to_string(index=False))
 
 
-def plot(
-    data_path: str,
-    table_path: str,
-    metrics_path: str,
-    *,
-    top_grid: str,
-    histogram: str,
-    roc: str,
-    top_k: int,
-    run_title: str,
-) -> None:
+def save_figure_set(png: str | Path, fig, numbers: pd.DataFrame) -> None:
+    """``png``, a PDF beside it and the plotted numbers as CSV beside it (same stem)."""
+    png = Path(png)
+    io.save_figure(png, fig)
+    io.save_figure(png.with_suffix(".pdf"), fig)
+    io.save_csv(png.with_suffix(".csv"), numbers)
+    figures.plt.close(fig)
+
+
+def plot_grids(data_path: str, table_path: str, *, top: str, bottom: str, per_class: str, top_k: int,
+               run_title: str) -> None:
+    """Highest- and lowest-curvature images, and the highest of each class."""
     prepared = load_prepared(data_path)
     table = pd.read_csv(table_path)
-    auroc = io.load_json(metrics_path)["auroc"]
-    grid = figures.top_curvature_grid(
-        prepared.train_images, table, prepared.class_names, pixel_max=prepared.pixel_max, k=top_k,
-        title=f"{run_title}: {min(top_k, len(table))} highest-curvature training images",
-    )
-    outputs = [
-        (top_grid, grid),
-        (histogram, figures.curvature_histogram(table, title=run_title)),
-        (roc, figures.roc_figure(table, auroc, title=run_title)),
+    k = min(top_k, len(table))
+    views = [
+        (top, figures.highest(table, k), f"{run_title}: the {k} highest-curvature training images"),
+        (bottom, figures.lowest(table, k), f"{run_title}: the {k} lowest-curvature training images"),
+        (per_class, figures.highest_per_class(table), f"{run_title}: the highest-curvature image of each class"),
     ]
-    for path, fig in outputs:
-        io.save_figure(path, fig)
-        figures.plt.close(fig)
+    for path, rows, title in views:
+        fig, numbers = figures.image_grid(prepared.train_images, rows, prepared.class_names,
+                                          pixel_max=prepared.pixel_max, title=title)
+        save_figure_set(path, fig, numbers)
+
+
+def plot_scores(table_path: str, metrics_path: str, *, histogram: str, roc: str, run_title: str) -> None:
+    """Curvature of clean vs corrupted samples, and the ROC curve."""
+    table = pd.read_csv(table_path)
+    auroc = io.load_json(metrics_path)["auroc"]
+    save_figure_set(histogram, *figures.curvature_histogram(table, title=run_title))
+    save_figure_set(roc, *figures.roc_figure(table, auroc, title=run_title))
+
+
+def plot_dynamics(labels_path: str, score_paths: Sequence[str], *, output: str, run_title: str) -> None:
+    """Curvature over training for clean and corrupted training samples and test samples."""
+    corrupted = load_labels(labels_path)["corrupted"].to_numpy(dtype=bool)
+    groups: dict[str, dict[int, np.ndarray]] = {"clean training": {}, "corrupted training": {}, "test": {}}
+    for path in score_paths:
+        arrays = io.load_npz(path)
+        epoch = int(arrays["epoch"])
+        groups["clean training"][epoch] = arrays["train_curvature"][~corrupted]
+        if corrupted.any():
+            groups["corrupted training"][epoch] = arrays["train_curvature"][corrupted]
+        if "test_curvature" in arrays:
+            groups["test"][epoch] = arrays["test_curvature"]
+    save_figure_set(output, *figures.dynamics_figure(groups, title=f"{run_title}: curvature during training"))
+
+
+def summarize(summary_path: str, *, figure: str, table: str) -> None:
+    """AUROC against noise rate across runs: figure (with CSV) and the paper-style Markdown table."""
+    summary = pd.read_csv(summary_path)
+    fig, numbers = figures.auroc_by_noise(summary)
+    save_figure_set(figure, fig, numbers)
+    with io.atomic_path(table) as tmp:
+        tmp.write_text(figures.auroc_markdown(numbers))
