@@ -47,6 +47,7 @@ include: "rules/train.smk"
 include: "rules/score.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/baselines.smk"
 
 
 rule all:

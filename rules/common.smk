@@ -8,6 +8,23 @@ RUN_LOGS = "logs/{dataset}/noise{rate}/seed{seed}"
 RUN_BENCHMARKS = "benchmarks/{dataset}/noise{rate}/seed{seed}"
 
 EPOCHS = config["train"]["epochs"]
+# The training recipe, for the rules that train extra models (cross-validation, SSFT).
+TRAIN_RECIPE = {
+    key: config["train"][key]
+    for key in (
+        "epochs",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "lr_milestones",
+        "lr_gamma",
+        "augment_shift",
+        "augment_flip",
+        "bf16",
+    )
+}
+BASELINES = config["baselines"]
 SCORED_EPOCHS = scored_epochs(EPOCHS, config["curvature"]["score_every"])
 
 
@@ -27,6 +44,10 @@ localrules:
     figure_scores,
     figure_dynamics,
     summary_figures,
+    history_baselines,
+    confident_learning,
+    compare_methods,
+    methods_summary,
 
 
 def runs(pattern):
@@ -48,12 +69,38 @@ RUN_FIGURES = [
 ]
 
 
+def baseline_tables(wildcards=None):
+    """The per-run tables of the peer methods switched on in config."""
+    tables = []
+    if BASELINES["history"]:
+        tables.append(f"{RUN}/baselines/history.csv")
+    if BASELINES["confident_learning"]:
+        tables.append(f"{RUN}/baselines/confident_learning.csv")
+    if BASELINES["ssft"]:
+        tables.append(f"{RUN}/baselines/ssft.csv")
+    if wildcards is None:
+        return tables
+    return [t.format(**wildcards) for t in tables]
+
+
+def run_list():
+    """(dataset, rate, seed) of every configured run, in the order of runs()."""
+    return [
+        {"dataset": d, "noise_rate": float(r), "seed": s}
+        for d in config["datasets"]
+        for r in config["noise_rates"]
+        for s in config["seeds"]
+    ]
+
+
 def all_targets():
     figures = RUN_FIGURES + (["dynamics"] if config["figures"]["dynamics"] else [])
     return [
         "results/auroc.csv",
         "results/summary/auroc_vs_noise.png",
         "results/summary/auroc_table.md",
+        "results/summary/methods_auroc.md",
+        *runs("figures/roc_methods.png"),
         *[path for name in figures for path in runs(f"figures/{name}.png")],
     ]
 

@@ -12,6 +12,7 @@ rule train:
             allow_missing=True,
         ),
         metrics=f"{RUN}/train_metrics.csv",
+        history=f"{RUN}/train_history.npz",
     log:
         f"{RUN_LOGS}/train.log",
     benchmark:
@@ -35,6 +36,6 @@ rule train:
         bf16=config["train"]["bf16"],
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
-        code=source_digest("data", "models", "training", "io", "stages"),
+        code=source_digest("data", "models", "training", "baselines", "io", "stages"),
     script:
         "../scripts/train.py"

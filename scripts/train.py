@@ -7,6 +7,7 @@ with stages.logging_to(snakemake.log[0], code=params.pop("code")):
         snakemake.input.labels,
         list(snakemake.output.checkpoints),
         snakemake.output.metrics,
+        snakemake.output.history,
         threads=snakemake.threads,
         **params,
     )

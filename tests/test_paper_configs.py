@@ -23,7 +23,8 @@ def test_paper_config_dry_run(tmp_path, config):
     runs = 4 * 3  # noise rates 1, 2, 5, 10 % and seeds 1-3
     assert counts == {"prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs,
                       "evaluate": runs, "figure_grids": runs, "figure_scores": runs, "figure_dynamics": runs,
-                      "aggregate": 1, "summary_figures": 1, "all": 1}
+                      "history_baselines": runs, "crossval": runs, "confident_learning": runs,
+                      "compare_methods": runs, "aggregate": 1, "summary_figures": 1, "methods_summary": 1, "all": 1}
 
 
 def test_every_paper_dataset_has_a_config():

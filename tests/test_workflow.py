@@ -97,7 +97,7 @@ def test_auroc_finds_the_corrupted_labels(workdir):
     assert summary["auroc"][0] == pytest.approx(metrics["auroc"])
 
 
-FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics")
+FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics", "roc_methods")
 
 
 def test_every_figure_is_an_image_with_its_pdf_and_numbers(workdir):
@@ -144,6 +144,28 @@ def test_summary_table_matches_the_metrics(workdir):
     assert f"| digits | {metrics['auroc']:.4f} (1) |" in markdown
 
 
+METHODS = ["curvature", "csl", "final_loss", "in_confidence", "learning_time", "forgetting_events", "aum", "el2n",
+           "datamap_confidence", "datamap_variability", "confident_learning"]
+
+
+def test_every_method_is_scored_and_compared(workdir):
+    per_sample = pd.read_csv(workdir / RUN / "methods.csv")
+    assert len(per_sample) == 1437 and set(METHODS) <= set(per_sample.columns)
+    assert per_sample[METHODS].notna().all().all()
+    table = pd.read_csv(workdir / RUN / "methods_metrics.csv").set_index("method")
+    assert sorted(table.index) == sorted(METHODS)
+    for method in METHODS:
+        assert table.loc[method, "auroc"] == pytest.approx(roc_auc_score(per_sample["corrupted"], per_sample[method]))
+    assert table["tpr_at_5pct_fpr"].between(0, 1).all()
+    curvature_auroc = json.loads((workdir / RUN / "metrics.json").read_text())["auroc"]
+    assert table.loc["curvature", "auroc"] == pytest.approx(curvature_auroc)
+    history = np.load(workdir / RUN / "train_history.npz")
+    assert history["loss"].shape == (EPOCHS, 1437)
+    np.testing.assert_allclose(per_sample["csl"], history["loss"].sum(0), rtol=1e-9)
+    summary = (workdir / "results/summary/methods_auroc.md").read_text()
+    assert f"| digits | curvature | {curvature_auroc:.4f} |" in summary
+
+
 def test_report_builds_with_every_figure(workdir):
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text()
@@ -160,7 +182,9 @@ def test_every_job_wrote_a_log(workdir):
     assert "epoch 4/4" in (workdir / "logs/digits/noise0.1/seed0/train.log").read_text()
 
 
-AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1}
+AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1,
+                 "compare_methods": 1, "methods_summary": 1}
+BASELINE_JOBS = {"history_baselines": 1, "crossval": 1, "confident_learning": 1}
 
 # The caching tests below only dry-run against the finished workdir; they run in file order.
 
@@ -189,7 +213,7 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
         write_config(workdir, TINY)
     counts = rule_counts(jobs)
     assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1,
-                      "all": 1, **AFTER_SCORING}
+                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS}
     for rule, outputs in jobs:
-        if rule not in ("aggregate", "summary_figures", "all"):
+        if rule not in ("aggregate", "summary_figures", "methods_summary", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)

@@ -176,3 +176,48 @@ def auroc_markdown(numbers: pd.DataFrame) -> str:
             cells.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}") + f" ({seeds})")
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def roc_methods(table: pd.DataFrame, methods, *, title: str):
+    """ROC curves of every method's score for finding the corrupted samples."""
+    corrupted = table["corrupted"].to_numpy(dtype=bool)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    frames = []
+    if corrupted.any() and not corrupted.all():
+        from sklearn.metrics import roc_auc_score
+
+        for method in methods:
+            fpr, tpr, _ = roc_curve(corrupted, table[method].to_numpy())
+            auroc = roc_auc_score(corrupted, table[method].to_numpy())
+            ax.plot(fpr, tpr, lw=2.0 if method == "curvature" else 1.0, label=f"{method} ({auroc:.3f})")
+            frames.append(pd.DataFrame({"method": method, "false_positive_rate": fpr, "true_positive_rate": tpr}))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title}: every method (AUROC)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    numbers = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["method", "false_positive_rate", "true_positive_rate"])
+    return fig, numbers
+
+
+def methods_table(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """AUROC mean +- std over seeds per dataset, noise rate and method; and a Markdown table with a row
+    per dataset and method and a column per noise rate (the paper's layout)."""
+    numbers = (results.groupby(["dataset", "noise_rate", "method"], sort=False)["auroc"]
+               .agg(mean="mean", std="std", seeds="count").reset_index())
+    rates = sorted(numbers["noise_rate"].unique())
+    lines = ["| dataset | method | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |",
+             "|---|---" + "|---" * len(rates) + "|"]
+    for (dataset, method), rows in numbers.groupby(["dataset", "method"], sort=False):
+        cells = []
+        for rate in rates:
+            row = rows[rows["noise_rate"] == rate]
+            if row.empty or pd.isna(row["mean"].iloc[0]):
+                cells.append("")
+                continue
+            mean, std = row["mean"].iloc[0], row["std"].iloc[0]
+            cells.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}"))
+        lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
+    return numbers, "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import corruption, data, figures, io, metrics
+from . import baselines, corruption, data, figures, io, metrics
 
 # torch, and the modules built on it (curvature, models, training), are imported inside the steps
 # that need them: a light step (labels, tables, plots) then starts in a fraction of the time.
@@ -94,6 +94,7 @@ def train(
     labels_path: str,
     checkpoints: Sequence[str],
     metrics_path: str,
+    history_path: str,
     *,
     model_name: str,
     epochs: int,
@@ -110,7 +111,9 @@ def train(
     device: str,
     threads: int,
 ) -> None:
-    """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, plus per-epoch metrics."""
+    """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, per-epoch metrics, and
+    per-sample statistics of every epoch for the peer methods (arrays (E, N), see
+    :func:`memorization_curvature.baselines.epoch_statistics`)."""
     import torch
 
     from . import models, training
@@ -133,10 +136,14 @@ def train(
     # the value a black (zero) pixel has after normalization, used to pad shifted images
     pad_value = torch.from_numpy(-prepared.mean / prepared.std)
     rows: list[dict] = []
+    history: dict[str, list[np.ndarray]] = {}
+    given = labels["given_label"].to_numpy()
 
-    def on_epoch_end(epoch: int, net, epoch_metrics: dict) -> None:
+    def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
         io.save_torch(checkpoints[epoch - 1], _checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
+        for key, values in baselines.epoch_statistics(train_logits.numpy(), given).items():
+            history.setdefault(key, []).append(values)
 
     training.train(
         model,
@@ -151,6 +158,7 @@ def train(
         corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
     )
     io.save_csv(metrics_path, pd.DataFrame(rows))
+    io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()})
 
 
 def load_checkpoint_model(path: str | Path):
@@ -315,3 +323,134 @@ def summarize(summary_path: str, *, figure: str, table: str) -> None:
     save_figure_set(figure, fig, numbers)
     with io.atomic_path(table) as tmp:
         tmp.write_text(figures.auroc_markdown(numbers))
+
+
+def history_baselines(labels_path: str, history_path: str, output: str, *, methods: Sequence[str],
+                      el2n_epoch: int) -> None:
+    """The peer methods computed from the per-epoch statistics of the training run."""
+    history = io.load_npz(history_path)
+    epochs = len(history["loss"])
+    scores = baselines.history_scores(history, methods, el2n_epoch=min(el2n_epoch, epochs))
+    table = pd.DataFrame({"index": load_labels(labels_path)["index"], **scores})
+    io.save_csv(output, table)
+    log.info("history-based methods %s over %d epochs", list(methods), epochs)
+
+
+def _fresh_training(prepared, model_name: str, seed: int, recipe: dict):
+    """An untrained model (seeded) and the training config for ``recipe`` (the train rule's params)."""
+    import torch
+
+    from . import models, training
+
+    c, hgt, _ = prepared.image_shape
+    torch.manual_seed(seed)
+    model = models.build_model(model_name, in_channels=c, num_classes=prepared.num_classes, image_size=hgt)
+    config = training.TrainConfig(seed=seed, lr_milestones=tuple(recipe.pop("lr_milestones")), **recipe)
+    return model, config
+
+
+def _train_on(prepared, x, y, index, model, config, device, on_epoch_end=None):
+    import torch
+
+    from . import training
+
+    training.train(model, x[index], y[index], data.normalize(prepared.test_images, prepared),
+                   torch.from_numpy(prepared.test_labels), config,
+                   pad_value=torch.from_numpy(-prepared.mean / prepared.std), device=device,
+                   on_epoch_end=on_epoch_end or (lambda *args: None))
+
+
+def crossval_probabilities(data_path: str, labels_path: str, output: str, *, folds: int, seed: int,
+                           model_name: str, device: str, threads: int, **recipe) -> None:
+    """Out-of-sample softmax probabilities (N, K) of every training sample from k-fold training on the
+    given labels, each fold's model trained with the run's recipe on the other folds."""
+    import torch
+
+    from . import training
+
+    torch.set_num_threads(threads)
+    prepared = load_prepared(data_path)
+    given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
+    x = data.normalize(prepared.train_images, prepared)
+    fold = baselines.fold_assignment(len(given), folds, seed)
+    probs = np.zeros((len(given), prepared.num_classes))
+    dev = training.resolve_device(device)
+    for f in range(folds):
+        model, config = _fresh_training(prepared, model_name, seed * 1000 + f, dict(recipe))
+        _train_on(prepared, x, given, np.flatnonzero(fold != f), model, config, dev)
+        held = np.flatnonzero(fold == f)
+        probs[held] = torch.softmax(training.predict_logits(model, x[held]), 1).double().numpy()
+        log.info("fold %d/%d: trained on %d, predicted %d held-out samples", f + 1, folds, len(given) - len(held),
+                 len(held))
+    io.save_npz(output, probs=probs, fold=fold)
+
+
+def confident_learning(labels_path: str, probs_path: str, output: str) -> None:
+    labels = load_labels(labels_path)
+    probs = io.load_npz(probs_path)["probs"]
+    score = baselines.confident_learning(labels["given_label"].to_numpy(), probs)
+    io.save_csv(output, pd.DataFrame({"index": labels["index"], "confident_learning": score}))
+
+
+def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name: str, device: str,
+         threads: int, **recipe) -> None:
+    """SSFT (Maini et al. 2022), both halves: train on one half, fine-tune on the other, and record when
+    each first-half sample is first misclassified during fine-tuning."""
+    import torch
+
+    from . import training
+
+    torch.set_num_threads(threads)
+    prepared = load_prepared(data_path)
+    given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
+    x = data.normalize(prepared.train_images, prepared)
+    half = baselines.fold_assignment(len(given), 2, seed)
+    epochs = recipe["epochs"]
+    first_forgotten = np.full(len(given), epochs + 1)
+    dev = training.resolve_device(device)
+    for first in (0, 1):
+        learn, finetune = np.flatnonzero(half == first), np.flatnonzero(half != first)
+        model, config = _fresh_training(prepared, model_name, seed * 1000 + 10 + first, dict(recipe))
+        _train_on(prepared, x, given, learn, model, config, dev)
+
+        def record(epoch, net, metrics, logits, learn=learn):
+            wrong = training.predict_logits(net, x[learn]).argmax(1).numpy() != given[learn].numpy()
+            newly = wrong & (first_forgotten[learn] > epochs)
+            first_forgotten[learn[newly]] = epoch
+
+        _, config = _fresh_training(prepared, model_name, 0, dict(recipe))
+        _train_on(prepared, x, given, finetune, model, config, dev, on_epoch_end=record)
+        log.info("half %d: forgotten during fine-tuning: %d of %d", first, (first_forgotten[learn] <= epochs).sum(),
+                 len(learn))
+    io.save_csv(output, pd.DataFrame({"index": np.arange(len(given)),
+                                      "ssft": baselines.ssft_score(first_forgotten, epochs)}))
+
+
+def compare(table_path: str, baseline_paths: Sequence[str], output: str, metrics_path: str, *, roc: str,
+            run_title: str) -> None:
+    """Every method's score per sample, their AUROC, average precision and TPR at 5 % FPR, and ROC curves."""
+    table = pd.read_csv(table_path)
+    for path in baseline_paths:
+        table = table.merge(pd.read_csv(path), on="index", how="left", validate="one_to_one")
+    methods = ["curvature"] + [c for c in table.columns
+                               if c not in ("index", "given_label", "true_label", "corrupted", "curvature", "rank")]
+    corrupted = table["corrupted"].to_numpy(dtype=bool)
+    rows = []
+    for method in methods:
+        result = metrics.detection_metrics(corrupted, table[method].to_numpy())
+        defined = result["auroc"] is not None
+        rows.append({"method": method, **result,
+                     "tpr_at_5pct_fpr": baselines.tpr_at_fpr(corrupted, table[method].to_numpy()) if defined else None})
+    io.save_csv(output, table.drop(columns=["rank"]))
+    io.save_csv(metrics_path, pd.DataFrame(rows))
+    save_figure_set(roc, *figures.roc_methods(table, methods, title=run_title))
+    log.info("method comparison:\n%s", pd.DataFrame(rows).to_string(index=False))
+
+
+def methods_summary(metric_paths: Sequence[str], runs: Sequence[dict], *, table: str, markdown: str) -> None:
+    """The paper-style table of AUROC mean +- std over seeds for every method, dataset and noise rate."""
+    frames = [pd.read_csv(path).assign(**run) for path, run in zip(metric_paths, runs)]
+    numbers, text = figures.methods_table(pd.concat(frames, ignore_index=True))
+    io.save_csv(table, numbers)
+    with io.atomic_path(markdown) as tmp:
+        tmp.write_text(text)

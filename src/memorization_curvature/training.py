@@ -59,15 +59,15 @@ def augment(x: torch.Tensor, shift: int, flip: bool, pad_value: torch.Tensor, ge
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Eval-mode predictions (N,) of ``model`` on ``x``."""
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Eval-mode logits (N, K) of ``model`` on ``x``, float32 on the CPU."""
     model.eval()
     device = next(model.parameters()).device
-    preds = [model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    logits = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(logits)
 
 
-EpochCallback = Callable[[int, nn.Module, dict], None]
+EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor], None]
 
 
 def train(
@@ -83,7 +83,8 @@ def train(
     on_epoch_end: EpochCallback,
     corrupted: torch.Tensor | None = None,
 ) -> None:
-    """Train ``model`` on (train_x, train_y) and call ``on_epoch_end(epoch, model, metrics)`` after each epoch.
+    """Train ``model`` on (train_x, train_y); after each epoch call ``on_epoch_end(epoch, model, metrics,
+    train_logits)``, with the eval-mode logits (N, K) of the un-augmented training samples.
 
     ``metrics`` holds the epoch's mean training loss, eval-mode accuracy on the given training labels,
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
@@ -123,15 +124,16 @@ def train(
         if on_gpu:
             torch.cuda.synchronize()
         trained = time.perf_counter()
-        train_pred = evaluate(model, train_x, train_y)
-        fitted = train_pred == train_y.cpu()
+        train_logits = predict_logits(model, train_x)
+        fitted = train_logits.argmax(1) == train_y.cpu()
         metrics = {
             "epoch": epoch,
             "lr": lr,
             "train_loss": float(loss_sum) / n,
             "train_acc_given": float(fitted.float().mean()),
             "corrupted_fitted": float(fitted[corrupted].float().mean()) if corrupted is not None and corrupted.any() else float("nan"),
-            "test_acc": float((evaluate(model, test_x, test_y) == test_y).float().mean()) if len(test_y) else float("nan"),
+            "test_acc": float((predict_logits(model, test_x).argmax(1) == test_y).float().mean())
+            if len(test_y) else float("nan"),
             "seconds": trained - started,
             "eval_seconds": time.perf_counter() - trained,
         }
@@ -140,5 +142,5 @@ def train(
             epoch, config.epochs, metrics["train_loss"], metrics["train_acc_given"],
             metrics["corrupted_fitted"], metrics["test_acc"], metrics["seconds"],
         )
-        on_epoch_end(epoch, model, metrics)
+        on_epoch_end(epoch, model, metrics, train_logits)
     model.to(memory_format=torch.contiguous_format)

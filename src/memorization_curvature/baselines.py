@@ -1,0 +1,145 @@
+"""Peer methods for finding mislabeled samples, from the same training run.
+
+Every score is oriented like curvature: **higher = more likely mislabeled**. Most are computed from
+per-epoch statistics of each training sample, measured after each epoch in eval mode on the
+un-augmented input with the sample's given label (:func:`epoch_statistics`); the histories are
+arrays of shape (E, N), epochs in order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HISTORY_METHODS = (
+    "csl", "final_loss", "in_confidence", "learning_time", "forgetting_events", "aum", "el2n",
+    "datamap_confidence", "datamap_variability",
+)
+
+
+def epoch_statistics(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample statistics of one epoch from logits (N, K) and given labels (N,).
+
+    loss: cross-entropy; correct: argmax == label; margin: logit of the label minus the largest
+    other logit (Pleiss et al.); p_given: softmax probability of the label; el2n: ||softmax - onehot||.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    probs = np.exp(log_probs)
+    given_logit = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    onehot = np.zeros_like(probs)
+    onehot[rows, labels] = 1.0
+    return {
+        "loss": -log_probs[rows, labels],
+        "correct": logits.argmax(axis=1) == labels,
+        "margin": given_logit - others.max(axis=1),
+        "p_given": probs[rows, labels],
+        "el2n": np.linalg.norm(probs - onehot, axis=1),
+    }
+
+
+def csl(loss: np.ndarray) -> np.ndarray:
+    """Cumulative sample loss (Ravikumar et al. 2025): the sum over epochs of the training loss."""
+    return loss.sum(axis=0)
+
+
+def final_loss(loss: np.ndarray) -> np.ndarray:
+    """The training loss at the last epoch."""
+    return loss[-1]
+
+
+def in_confidence(p_given: np.ndarray) -> np.ndarray:
+    """1 - the probability of the given label at the end of training."""
+    return 1.0 - p_given[-1]
+
+
+def learning_time(correct: np.ndarray) -> np.ndarray:
+    """The first epoch (1-based) from which the sample stays correctly classified; E + 1 if never."""
+    epochs = correct.shape[0]
+    # stays correct from epoch e on <=> every epoch from e to E is correct: a reversed running AND
+    stays = np.flip(np.logical_and.accumulate(np.flip(correct, axis=0), axis=0), axis=0)
+    first = np.where(stays.any(axis=0), stays.argmax(axis=0) + 1, epochs + 1)
+    return first.astype(np.float64)
+
+
+def forgetting_events(correct: np.ndarray) -> np.ndarray:
+    """Forgetting events (Toneva et al. 2019): how often a sample goes from correct to incorrect."""
+    return (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.float64)
+
+
+def aum(margin: np.ndarray) -> np.ndarray:
+    """Area under the margin (Pleiss et al. 2020), negated: -mean over epochs of the margin."""
+    return -margin.mean(axis=0)
+
+
+def el2n(el2n_history: np.ndarray, epoch: int) -> np.ndarray:
+    """EL2N (Paul et al. 2021) at ``epoch`` (1-based; early in training, as the paper uses it)."""
+    if not 1 <= epoch <= len(el2n_history):
+        raise ValueError(f"EL2N epoch must be in [1, {len(el2n_history)}], got {epoch}")
+    return el2n_history[epoch - 1]
+
+
+def datamap_confidence(p_given: np.ndarray) -> np.ndarray:
+    """Data maps (Swayamdipta et al. 2020): 1 - the mean probability of the given label."""
+    return 1.0 - p_given.mean(axis=0)
+
+
+def datamap_variability(p_given: np.ndarray) -> np.ndarray:
+    """Data maps: the standard deviation over epochs of the probability of the given label."""
+    return p_given.std(axis=0)
+
+
+def history_scores(history: dict[str, np.ndarray], methods, *, el2n_epoch: int) -> dict[str, np.ndarray]:
+    """The chosen history-based methods, from histories (E, N) named as in :func:`epoch_statistics`."""
+    compute = {
+        "csl": lambda: csl(history["loss"]),
+        "final_loss": lambda: final_loss(history["loss"]),
+        "in_confidence": lambda: in_confidence(history["p_given"]),
+        "learning_time": lambda: learning_time(history["correct"].astype(bool)),
+        "forgetting_events": lambda: forgetting_events(history["correct"].astype(bool)),
+        "aum": lambda: aum(history["margin"]),
+        "el2n": lambda: el2n(history["el2n"], el2n_epoch),
+        "datamap_confidence": lambda: datamap_confidence(history["p_given"]),
+        "datamap_variability": lambda: datamap_variability(history["p_given"]),
+    }
+    unknown = set(methods) - set(compute)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; expected some of {HISTORY_METHODS}")
+    return {name: compute[name]() for name in methods}
+
+
+def confident_learning(labels: np.ndarray, out_of_sample_probs: np.ndarray) -> np.ndarray:
+    """Confident Learning (Northcutt et al. 2021) through cleanlab: 1 - cleanlab's label quality
+    (self-confidence) of each given label under out-of-sample predicted probabilities (N, K)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    return 1.0 - get_label_quality_scores(np.asarray(labels), np.asarray(out_of_sample_probs))
+
+
+def fold_assignment(n: int, k: int, seed: int) -> np.ndarray:
+    """Each sample's fold in 0..k-1, balanced and seeded."""
+    if k < 2:
+        raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n) % k)
+
+
+def ssft_score(first_forgotten: np.ndarray, epochs: int) -> np.ndarray:
+    """SSFT (Maini et al. 2022): samples forgotten early when fine-tuning on the other half are suspect.
+
+    ``first_forgotten``: the first fine-tuning epoch (1-based) at which the sample is misclassified,
+    ``epochs + 1`` if never. Returns ``epochs + 1 - first_forgotten`` (0 for never forgotten).
+    """
+    return (epochs + 1 - first_forgotten).astype(np.float64)
+
+
+def tpr_at_fpr(corrupted: np.ndarray, score: np.ndarray, fpr: float = 0.05) -> float:
+    """True positive rate at the given false positive rate (interpolated on the ROC curve)."""
+    from sklearn.metrics import roc_curve
+
+    fprs, tprs, _ = roc_curve(corrupted, score)
+    return float(np.interp(fpr, fprs, tprs))
