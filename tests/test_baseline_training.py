@@ -1,0 +1,46 @@
+"""The baselines that train models of their own (cross-validation, SSFT), on real digits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from memorization_curvature import io, stages
+
+RECIPE = dict(epochs=4, batch_size=16, lr=0.01, momentum=0.9, weight_decay=0.0, lr_milestones=[0.6, 0.8],
+              lr_gamma=0.1, augment_shift=0, augment_flip=False, bf16=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("baselines")
+    stages.prepare("digits", folder / "data.npz", test_fraction=0.2, split_seed=0)
+    stages.corrupt(folder / "data.npz", folder / "labels.csv", rate=0.1, seed=0)
+    return folder
+
+
+def test_ssft_finds_corrupted_labels(run):
+    stages.ssft(run / "data.npz", run / "labels.csv", run / "ssft.csv", seed=0, model_name="small_cnn",
+                device="cpu", threads=2, **RECIPE)
+    scores = pd.read_csv(run / "ssft.csv")
+    labels = pd.read_csv(run / "labels.csv")
+    assert scores["ssft"].between(0, RECIPE["epochs"]).all()
+    assert roc_auc_score(labels["corrupted"], scores["ssft"]) > 0.8
+
+
+def test_crossval_probabilities_are_out_of_sample(run):
+    stages.crossval_probabilities(run / "data.npz", run / "labels.csv", run / "probs.npz", folds=3, seed=0,
+                                  model_name="small_cnn", device="cpu", threads=2, **RECIPE)
+    arrays = io.load_npz(run / "probs.npz")
+    labels = pd.read_csv(run / "labels.csv")
+    np.testing.assert_allclose(arrays["probs"].sum(1), 1.0, rtol=1e-5)
+    assert sorted(np.bincount(arrays["fold"])) == [479, 479, 479]
+    predicted = arrays["probs"].argmax(1)
+    clean = ~labels["corrupted"].to_numpy()
+    # held-out models trained on noisy labels still predict the true class of most samples ...
+    assert (predicted == labels["true_label"].to_numpy())[clean].mean() > 0.9
+    # ... and so disagree with most corrupted given labels, which is what Confident Learning uses
+    assert (predicted != labels["given_label"].to_numpy())[~clean].mean() > 0.7
+    stages.confident_learning(run / "labels.csv", run / "probs.npz", run / "cl.csv")
+    score = pd.read_csv(run / "cl.csv")["confident_learning"]
+    assert roc_auc_score(labels["corrupted"], score) > 0.9
