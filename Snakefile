@@ -48,6 +48,7 @@ include: "rules/score.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/baselines.smk"
+include: "rules/memorization.smk"
 
 
 rule all:

@@ -48,13 +48,15 @@ localrules:
     confident_learning,
     compare_methods,
     methods_summary,
+    find_duplicates,
+    compare_memorization,
 
 
-def runs(pattern):
-    """``pattern`` (relative to a run folder) expanded over every configured run."""
+def runs(pattern, datasets=None):
+    """``pattern`` (relative to a run folder) expanded over every configured run (of ``datasets``)."""
     return expand(
         f"{RUN}/{pattern}",
-        dataset=config["datasets"],
+        dataset=config["datasets"] if datasets is None else datasets,
         rate=[rate_label(r) for r in config["noise_rates"]],
         seed=config["seeds"],
     )
@@ -101,6 +103,11 @@ def all_targets():
         "results/summary/auroc_table.md",
         "results/summary/methods_auroc.md",
         *runs("figures/roc_methods.png"),
+        *(runs("figures/duplicates.png") if config["duplicates"]["enabled"] else []),
+        *runs(
+            "feldman_zhang.json",
+            [d for d in config["datasets"] if d in config["feldman_zhang"]["files"]],
+        ),
         *[path for name in figures for path in runs(f"figures/{name}.png")],
     ]
 

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -11,7 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from workflow_helpers import snakemake, write_config
+from workflow_helpers import REPO, snakemake, write_config
 
 EPOCHS = 4
 TINY = {
@@ -20,7 +22,16 @@ TINY = {
     "seeds": [0],
     "train": {"epochs": EPOCHS, "threads": 1},
     "curvature": {"n_probes": 4},
+    "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
 }
+
+
+def write_score_file(workdir, labels):
+    """A made-up memorization score file in the published layout: tr_mem, tr_labels per training image."""
+    rng = np.random.default_rng(0)
+    np.savez(workdir / "fz_scores.npz", tr_mem=rng.uniform(0, 1, len(labels)), tr_labels=labels)
+
+
 RUN = Path("results/digits/noise0.1/seed0")
 
 
@@ -47,6 +58,8 @@ def rule_counts(jobs):
 def workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     write_config(workdir, TINY)
+    snakemake(workdir, "results/digits/data.npz")
+    write_score_file(workdir, np.load(workdir / "results/digits/data.npz")["train_labels"])
     snakemake(workdir)
     return workdir
 
@@ -97,7 +110,8 @@ def test_auroc_finds_the_corrupted_labels(workdir):
     assert summary["auroc"][0] == pytest.approx(metrics["auroc"])
 
 
-FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics", "roc_methods")
+FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics", "roc_methods",
+           "duplicates", "feldman_zhang")
 
 
 def test_every_figure_is_an_image_with_its_pdf_and_numbers(workdir):
@@ -166,6 +180,26 @@ def test_every_method_is_scored_and_compared(workdir):
     assert f"| digits | curvature | {curvature_auroc:.4f} |" in summary
 
 
+def test_conflicting_duplicates_table(workdir):
+    pairs = pd.read_csv(workdir / RUN / "duplicates.csv")
+    table = pd.read_csv(workdir / RUN / "curvature.csv").set_index("index")
+    assert list(pairs.columns) == ["i", "j", "similarity", "label_i", "label_j", "true_i", "true_j",
+                                   "curvature_rank_i", "curvature_rank_j"]
+    assert (pairs["similarity"] >= 0.9).all() and (pairs["label_i"] != pairs["label_j"]).all()
+    assert (pairs["curvature_rank_i"] == table.loc[pairs["i"], "rank"].to_numpy()).all()
+    assert (pairs["label_j"] == table.loc[pairs["j"], "given_label"].to_numpy()).all()
+    fractions = pd.read_csv(workdir / RUN / "duplicates_top_k.csv")
+    assert fractions["top_k"].tolist() == [10, 100] and fractions["fraction_in_conflicting_pairs"].between(0, 1).all()
+
+
+def test_feldman_zhang_agreement(workdir):
+    result = json.loads((workdir / RUN / "feldman_zhang.json").read_text())
+    curvature = pd.read_csv(workdir / RUN / "curvature.csv").sort_values("index")["curvature"].to_numpy()
+    mem = np.load(workdir / "fz_scores.npz")["tr_mem"]
+    assert result["cosine_all"] == pytest.approx(curvature @ mem / np.linalg.norm(curvature) / np.linalg.norm(mem))
+    assert result["top_k"] == 100 and "cosine_top100" in result
+
+
 def test_report_builds_with_every_figure(workdir):
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text()
@@ -183,7 +217,7 @@ def test_every_job_wrote_a_log(workdir):
 
 
 AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1,
-                 "compare_methods": 1, "methods_summary": 1}
+                 "compare_methods": 1, "methods_summary": 1, "find_duplicates": 1, "compare_memorization": 1}
 BASELINE_JOBS = {"history_baselines": 1, "crossval": 1, "confident_learning": 1}
 
 # The caching tests below only dry-run against the finished workdir; they run in file order.
@@ -217,3 +251,16 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
     for rule, outputs in jobs:
         if rule not in ("aggregate", "summary_figures", "methods_summary", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)
+
+
+def test_a_score_file_of_another_dataset_is_refused(workdir):
+    # last: it changes an input of the finished workdir
+    labels = np.load(workdir / "results/digits/data.npz")["train_labels"].copy()
+    labels[5] = (labels[5] + 1) % 10
+    write_score_file(workdir, labels)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "tr_labels differ from the dataset's labels at 1 of 1437 images (first at index 5)" in (
+        result.stdout + result.stderr)

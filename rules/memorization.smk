@@ -1,0 +1,46 @@
+# Duplicates with conflicting labels, and agreement with Feldman-Zhang memorization scores.
+
+
+rule find_duplicates:
+    input:
+        data="results/{dataset}/data.npz",
+        table=f"{RUN}/curvature.csv",
+    output:
+        pairs=f"{RUN}/duplicates.csv",
+        summary=f"{RUN}/duplicates_top_k.csv",
+        figure=run_figure("duplicates", "duplicates", "conflicting duplicates"),
+        files=siblings("duplicates"),
+    log:
+        f"{RUN_LOGS}/find_duplicates.log",
+    conda:
+        "../envs/memcurv.yaml"
+    params:
+        threshold=config["duplicates"]["threshold"],
+        feature_size=config["duplicates"]["feature_size"],
+        top_k=config["duplicates"]["top_k"],
+        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        code=source_digest("duplicates", "figures", "io", "stages"),
+    script:
+        "../scripts/find_duplicates.py"
+
+
+rule compare_memorization:
+    input:
+        table=f"{RUN}/curvature.csv",
+        scores=lambda w: config["feldman_zhang"]["files"][w.dataset],
+    output:
+        result=f"{RUN}/feldman_zhang.json",
+        figure=run_figure(
+            "feldman_zhang", "feldman_zhang", "Feldman-Zhang memorization"
+        ),
+        files=siblings("feldman_zhang"),
+    log:
+        f"{RUN_LOGS}/compare_memorization.log",
+    conda:
+        "../envs/memcurv.yaml"
+    params:
+        top_k=config["feldman_zhang"]["top_k"],
+        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        code=source_digest("memorization", "figures", "io", "stages"),
+    script:
+        "../scripts/compare_memorization.py"
