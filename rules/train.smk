@@ -36,6 +36,8 @@ rule train:
         bf16=config["train"]["bf16"],
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
-        code=source_digest("data", "models", "training", "baselines", "io", "stages"),
+        code=source_digest(
+            "data", "models", "training", "baselines", "resume", "io", "stages"
+        ),
     script:
         "../scripts/train.py"

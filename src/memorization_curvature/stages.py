@@ -116,7 +116,8 @@ def train(
     :func:`memorization_curvature.baselines.epoch_statistics`)."""
     import torch
 
-    from . import models, training
+    from . import models, provenance, resume, training
+
     if len(checkpoints) != epochs:
         raise ValueError(f"{len(checkpoints)} checkpoint paths for {epochs} epochs")
     torch.set_num_threads(threads)
@@ -138,12 +139,30 @@ def train(
     rows: list[dict] = []
     history: dict[str, list[np.ndarray]] = {}
     given = labels["given_label"].to_numpy()
+    resume_folder = Path(metrics_path).parent / ".train_resume"
+    expected = resume.fingerprint(
+        {"model": model_name, "config": config.__dict__, "device": device},
+        [data_path, labels_path],
+        provenance.source_digest("data", "models", "training", "baselines", "resume", "io", "stages"),
+    )
+    state = resume.load(resume_folder, expected, checkpoints)
+    if state is not None:
+        rows = state["rows"]
+        history = {key: [v.numpy() for v in values] for key, values in state["history"].items()}
 
     def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
         io.save_torch(checkpoints[epoch - 1], _checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
         for key, values in baselines.epoch_statistics(train_logits.numpy(), given).items():
             history.setdefault(key, []).append(values)
+
+    def on_state(training_state: dict) -> None:
+        training_state.update(
+            fingerprint=expected,
+            rows=rows,
+            history={key: [torch.from_numpy(v) for v in values] for key, values in history.items()},
+        )
+        resume.save(resume_folder, training_state, checkpoints[training_state["epoch"] - 1])
 
     training.train(
         model,
@@ -156,9 +175,12 @@ def train(
         device=dev,
         on_epoch_end=on_epoch_end,
         corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
+        resume=state,
+        on_state=on_state,
     )
     io.save_csv(metrics_path, pd.DataFrame(rows))
     io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()})
+    resume.clear(resume_folder)
 
 
 def load_checkpoint_model(path: str | Path):

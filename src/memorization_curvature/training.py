@@ -82,6 +82,8 @@ def train(
     device: torch.device,
     on_epoch_end: EpochCallback,
     corrupted: torch.Tensor | None = None,
+    resume: dict | None = None,
+    on_state: Callable[[dict], None] | None = None,
 ) -> None:
     """Train ``model`` on (train_x, train_y); after each epoch call ``on_epoch_end(epoch, model, metrics,
     train_logits)``, with the eval-mode logits (N, K) of the un-augmented training samples.
@@ -90,6 +92,10 @@ def train(
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
     wrong label, test accuracy, learning rate, the seconds of training and those of the evaluation
     passes. Data stays on ``device`` for the whole run.
+
+    Resuming: after ``on_epoch_end``, ``on_state`` receives the complete training state (epoch, model,
+    optimizer, learning-rate schedule, random generator); passing such a state back as ``resume``
+    continues with the next epoch exactly as the uninterrupted run would have.
     """
     generator = torch.Generator().manual_seed(config.seed)
     on_gpu = device.type == "cuda"
@@ -104,8 +110,15 @@ def train(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
+    first_epoch = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])  # holds the current learning rate
+        scheduler.last_epoch = resume["epoch"]
+        generator.set_state(resume["generator"])
+        first_epoch = resume["epoch"] + 1
     n = len(train_x)
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
@@ -143,4 +156,7 @@ def train(
             metrics["corrupted_fitted"], metrics["test_acc"], metrics["seconds"],
         )
         on_epoch_end(epoch, model, metrics, train_logits)
+        if on_state is not None:
+            on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "generator": generator.get_state()})
     model.to(memory_format=torch.contiguous_format)

@@ -1,0 +1,88 @@
+"""Training killed with SIGKILL mid-run resumes from its last complete epoch, bit for bit."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workflow_helpers import REPO, snakemake, write_config
+
+EPOCHS = 6
+CONFIG = {
+    "datasets": ["digits"], "noise_rates": [0.1], "seeds": [0],
+    "train": {"epochs": EPOCHS, "threads": 1},
+    "curvature": {"n_probes": 2},
+}
+RUN = "results/digits/noise0.1/seed0"
+TARGET = f"{RUN}/curvature.csv"
+
+
+def run_killed_at(workdir, epoch):
+    """Start the workflow, SIGKILL it (Snakemake and its jobs) once ``epoch`` is complete."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", "2", TARGET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = workdir / RUN / ".train_resume" / f"epoch{epoch}.pt"
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def tensors(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_killed_training_resumes_and_gives_identical_results(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for folder in (reference, killed):
+        folder.mkdir()
+        write_config(folder, CONFIG)
+    snakemake(reference, TARGET)
+
+    kill_after = random.Random().randint(1, EPOCHS - 2)
+    run_killed_at(killed, kill_after)
+    kept = sorted(int(m.group(1)) for p in (killed / RUN / ".train_resume").glob("epoch*.pt")
+                  if (m := re.match(r"epoch(\d+)\.pt", p.name)))
+    assert kept and kept[-1] < EPOCHS and not (killed / RUN / "train_metrics.csv").exists()
+    snakemake(killed, "--unlock")
+    snakemake(killed, "--rerun-incomplete", TARGET)
+
+    log = (killed / "logs/digits/noise0.1/seed0/train.log").read_text()
+    assert f"resuming after epoch {kept[-1]}" in log
+    trained = [int(e) for e in re.findall(r"epoch (\d+)/\d+ loss", log)]
+    assert trained == list(range(kept[-1] + 1, EPOCHS + 1))  # at most the interrupted epoch is repeated
+
+    for epoch in range(1, EPOCHS + 1):
+        a, b = tensors(reference / RUN / f"checkpoints/epoch{epoch}.pt"), tensors(killed / RUN / f"checkpoints/epoch{epoch}.pt")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), epoch
+        sa, sb = np.load(reference / RUN / f"scores/epoch{epoch}.npz"), np.load(killed / RUN / f"scores/epoch{epoch}.npz")
+        assert np.array_equal(sa["train_curvature"], sb["train_curvature"])
+    timing = ["seconds", "eval_seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(reference / RUN / "train_metrics.csv").drop(columns=timing),
+                                  pd.read_csv(killed / RUN / "train_metrics.csv").drop(columns=timing))
+    for name in ("loss", "margin", "p_given"):
+        assert np.array_equal(np.load(reference / RUN / "train_history.npz")[name],
+                              np.load(killed / RUN / "train_history.npz")[name])
+    assert pd.read_csv(reference / TARGET).equals(pd.read_csv(killed / TARGET))
+    assert not (killed / RUN / ".train_resume").exists()  # cleared once training completed
+
+
+def test_state_from_other_parameters_is_not_used(tmp_path):
+    write_config(tmp_path, CONFIG)
+    run_killed_at(tmp_path, 2)
+    snakemake(tmp_path, "--unlock")
+    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.02}})
+    snakemake(tmp_path, "--rerun-incomplete", f"{RUN}/train_metrics.csv")
+    log = (tmp_path / "logs/digits/noise0.1/seed0/train.log").read_text()
+    assert "ignoring training state" in log and "resuming" not in log
+    assert re.findall(r"epoch (\d+)/\d+ loss", log)[0] == "1"
