@@ -52,6 +52,16 @@ localrules:
     compare_memorization,
 
 
+def checkpoint_outputs():
+    """The per-epoch checkpoints; temporary (deleted once scored) unless train.keep_checkpoints."""
+    paths = expand(
+        f"{RUN}/checkpoints/epoch{{epoch}}.pt",
+        epoch=range(1, EPOCHS + 1),
+        allow_missing=True,
+    )
+    return paths if config["train"]["keep_checkpoints"] else [temp(p) for p in paths]
+
+
 def runs(pattern, datasets=None):
     """``pattern`` (relative to a run folder) expanded over every configured run (of ``datasets``)."""
     return expand(

@@ -6,11 +6,7 @@ rule train:
         data="results/{dataset}/data.npz",
         labels=f"{RUN}/labels.csv",
     output:
-        checkpoints=expand(
-            f"{RUN}/checkpoints/epoch{{epoch}}.pt",
-            epoch=range(1, EPOCHS + 1),
-            allow_missing=True,
-        ),
+        checkpoints=checkpoint_outputs(),
         metrics=f"{RUN}/train_metrics.csv",
         history=f"{RUN}/train_history.npz",
     log:

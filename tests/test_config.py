@@ -36,6 +36,10 @@ BAD = [
     ({"curvature": {"h": "small"}}, "curvature.h"),
     ({"curvature": {"score_every": 13}}, "curvature.score_every"),
     ({"data": {"test_fraction": 1.0}}, "data.test_fraction"),
+    ({"datasets": ["cifar10"], "data": {"root": "/nonexistent/data"}}, "data.root"),
+    ({"baselines": {"el2n_epoch": 40}}, "baselines.el2n_epoch"),
+    ({"duplicates": {"threshold": 1.5}}, "duplicates.threshold"),
+    ({"baselines": {"cv_folds": 1}}, "baselines.cv_folds"),
 ]
 
 
@@ -86,6 +90,16 @@ def test_dry_run_stops_on_bad_config(tmp_path, overlay, key):
     assert result.returncode != 0
     assert key in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_files_are_named(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
+    with pytest.raises(ConfigError) as error:
+        validate_config(merged({"datasets": ["cifar10"], "data": {"root": str(tmp_path)}}), SCHEMA)
+    assert "cifar-10-batches-py/data_batch_2" in str(error.value)
+    assert "cifar-10-batches-py/data_batch_1," not in str(error.value)
+    validate_config(merged({"datasets": ["cifar10"], "data": {"root": str(tmp_path), "download": True}}), SCHEMA)
 
 
 def test_scored_epochs_count_back_from_the_last():

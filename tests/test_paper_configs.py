@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_files import write_cifar10, write_cifar100, write_mnist
 from workflow_helpers import REPO, snakemake
 
 CONFIGS = sorted((REPO / "configs" / "paper").glob("*.yaml"))
@@ -19,6 +20,10 @@ def job_counts(text):
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_paper_config_dry_run(tmp_path, config):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    # the dry run checks that the dataset's files are there (not their content)
+    {"cifar10": write_cifar10, "cifar100": write_cifar100}.get(config.stem, lambda root: None)(tmp_path / "data")
+    write_mnist(tmp_path / "data", "MNIST", n_train=2, n_test=2)
+    write_mnist(tmp_path / "data", "FashionMNIST", n_train=2, n_test=2)
     counts = job_counts(snakemake(tmp_path, "-n", "--configfile", str(config)))
     runs = 4 * 3  # noise rates 1, 2, 5, 10 % and seeds 1-3
     assert counts == {"prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from workflow_helpers import REPO, snakemake, write_config
@@ -42,12 +43,30 @@ def tensors(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_killed_training_resumes_and_gives_identical_results(tmp_path):
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    for folder in (reference, killed):
-        folder.mkdir()
-        write_config(folder, CONFIG)
-    snakemake(reference, TARGET)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    write_config(folder, CONFIG)
+    snakemake(folder, TARGET)
+    return folder
+
+
+def test_two_clean_runs_are_identical_and_checkpoints_can_be_dropped(reference, tmp_path):
+    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False}})
+    snakemake(tmp_path, TARGET)
+    assert not list((tmp_path / RUN / "checkpoints").glob("*.pt"))  # deleted once scored
+    for epoch in range(1, EPOCHS + 1):
+        a, b = np.load(reference / RUN / f"scores/epoch{epoch}.npz"), np.load(tmp_path / RUN / f"scores/epoch{epoch}.npz")
+        assert np.array_equal(a["train_curvature"], b["train_curvature"])
+    assert pd.read_csv(reference / TARGET).equals(pd.read_csv(tmp_path / TARGET))
+    assert (pd.read_csv(reference / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])
+            .equals(pd.read_csv(tmp_path / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])))
+
+
+def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path):
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    write_config(killed, CONFIG)
 
     kill_after = random.Random().randint(1, EPOCHS - 2)
     run_killed_at(killed, kill_after)

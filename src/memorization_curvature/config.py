@@ -107,11 +107,33 @@ def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> None:
             _fill_defaults(config[key], sub)
 
 
+# The files each dataset needs under data.root, as torchvision reads them.
+DATA_FILES = {
+    "mnist": [f"MNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")],
+    "fashion_mnist": [f"FashionMNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k")
+                      for k in ("images-idx3", "labels-idx1")],
+    "cifar10": [f"cifar-10-batches-py/{f}" for f in
+                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta")],
+    "cifar100": [f"cifar-100-python/{f}" for f in ("train", "test", "meta")],
+    "imagefolder": ["train"],
+}
+
+
 def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     epochs, every = config["train"]["epochs"], config["curvature"]["score_every"]
     if every > epochs:
         problems.append(("curvature.score_every", f"{every} is larger than train.epochs ({epochs}); expected <= {epochs}"))
+    if config["baselines"]["el2n_epoch"] > epochs and "el2n" in config["baselines"]["history"]:
+        problems.append(("baselines.el2n_epoch", f"{config['baselines']['el2n_epoch']} is larger than train.epochs "
+                                                 f"({epochs}); expected <= {epochs}"))
+    root = Path(config["data"]["root"])
+    for dataset in config["datasets"]:
+        missing = [f for f in DATA_FILES.get(dataset, []) if not (root / f).exists()]
+        if missing and not config["data"]["download"]:
+            problems.append(("data.root", f"{str(root)!r} lacks the {dataset} files {', '.join(missing)}; expected "
+                                          "them there (see the README), or data.download: true"))
     return problems
 
 
