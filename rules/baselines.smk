@@ -21,7 +21,7 @@ rule history_baselines:
 
 rule crossval:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         labels=f"{RUN}/labels.csv",
     output:
         f"{RUN}/baselines/crossval_probs.npz",
@@ -63,7 +63,7 @@ rule confident_learning:
 
 rule ssft:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         labels=f"{RUN}/labels.csv",
     output:
         f"{RUN}/baselines/ssft.csv",
@@ -100,7 +100,7 @@ rule compare_methods:
     conda:
         "../envs/memcurv.yaml"
     params:
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("baselines", "metrics", "figures", "io", "stages"),
     script:
         "../scripts/compare_methods.py"

@@ -3,9 +3,14 @@
 from memorization_curvature.config import rate_label, scored_epochs
 from memorization_curvature.provenance import source_digest
 
-RUN = "results/{dataset}/noise{rate}/seed{seed}"
-RUN_LOGS = "logs/{dataset}/noise{rate}/seed{seed}"
-RUN_BENCHMARKS = "benchmarks/{dataset}/noise{rate}/seed{seed}"
+# A run's variant: noise{rate} (labels corrupted at random) or dup{copies} (images replaced by
+# copies of other training images carrying a different label).
+RUN = "results/{dataset}/{variant}/seed{seed}"
+RUN_LOGS = "logs/{dataset}/{variant}/seed{seed}"
+RUN_BENCHMARKS = "benchmarks/{dataset}/{variant}/seed{seed}"
+VARIANTS = [f"noise{rate_label(r)}" for r in config["noise_rates"]] + [
+    f"dup{copies}" for copies in config["injected_duplicates"]
+]
 
 EPOCHS = config["train"]["epochs"]
 # The training recipe, for the rules that train extra models (cross-validation, SSFT).
@@ -31,12 +36,15 @@ SCORED_EPOCHS = scored_epochs(EPOCHS, config["curvature"]["score_every"])
 wildcard_constraints:
     dataset="[a-z0-9_]+",
     rate=r"[0-9]+(\.[0-9]+)?",
+    copies="[0-9]+",
+    variant=r"noise[0-9]+(\.[0-9]+)?|dup[0-9]+",
     seed="[0-9]+",
     epoch="[0-9]+",
 
 
 localrules:
     corrupt,
+    inject_duplicates,
     average,
     evaluate,
     aggregate,
@@ -67,7 +75,7 @@ def runs(pattern, datasets=None):
     return expand(
         f"{RUN}/{pattern}",
         dataset=config["datasets"] if datasets is None else datasets,
-        rate=[rate_label(r) for r in config["noise_rates"]],
+        variant=VARIANTS,
         seed=config["seeds"],
     )
 
@@ -96,13 +104,24 @@ def baseline_tables(wildcards=None):
 
 
 def run_list():
-    """(dataset, rate, seed) of every configured run, in the order of runs()."""
+    """(dataset, variant, seed) of every configured run, in the order of runs()."""
     return [
-        {"dataset": d, "noise_rate": float(r), "seed": s}
+        {"dataset": d, "variant": v, "seed": s}
         for d in config["datasets"]
-        for r in config["noise_rates"]
+        for v in VARIANTS
         for s in config["seeds"]
     ]
+
+
+def run_data(wildcards):
+    """The images a run trains on: the dataset's, or the run's own with injected duplicates."""
+    if wildcards.variant.startswith("dup"):
+        return f"results/{wildcards.dataset}/{wildcards.variant}/seed{wildcards.seed}/data.npz"
+    return f"results/{wildcards.dataset}/data.npz"
+
+
+def run_title(wildcards):
+    return f"{wildcards.dataset}, {wildcards.variant}, seed {wildcards.seed}"
 
 
 def all_targets():
@@ -123,13 +142,13 @@ def all_targets():
 
 
 def run_figure(name, caption, label):
-    """A run's figure as a report item, filed under its dataset with noise rate and seed as labels."""
+    """A run's figure as a report item, filed under its dataset with variant and seed as labels."""
     return report(
         f"{RUN}/figures/{name}.png",
         caption=f"../report/{caption}.rst",
         category="{dataset}",
-        subcategory="noise {rate}, seed {seed}",
-        labels={"figure": label, "noise rate": "{rate}", "seed": "{seed}"},
+        subcategory="{variant}, seed {seed}",
+        labels={"figure": label, "run": "{variant}", "seed": "{seed}"},
     )
 
 

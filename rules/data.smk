@@ -24,9 +24,9 @@ rule corrupt:
     input:
         data="results/{dataset}/data.npz",
     output:
-        f"{RUN}/labels.csv",
+        "results/{dataset}/noise{rate}/seed{seed}/labels.csv",
     log:
-        f"{RUN_LOGS}/corrupt.log",
+        "logs/{dataset}/noise{rate}/seed{seed}/corrupt.log",
     conda:
         "../envs/memcurv.yaml"
     params:
@@ -35,3 +35,21 @@ rule corrupt:
         code=source_digest("corruption", "io", "stages"),
     script:
         "../scripts/corrupt.py"
+
+
+rule inject_duplicates:
+    input:
+        data="results/{dataset}/data.npz",
+    output:
+        data="results/{dataset}/dup{copies}/seed{seed}/data.npz",
+        labels="results/{dataset}/dup{copies}/seed{seed}/labels.csv",
+    log:
+        "logs/{dataset}/dup{copies}/seed{seed}/inject_duplicates.log",
+    conda:
+        "../envs/memcurv.yaml"
+    params:
+        copies=lambda w: int(w.copies),
+        seed=lambda w: int(w.seed),
+        code=source_digest("corruption", "data", "io", "stages"),
+    script:
+        "../scripts/inject_duplicates.py"

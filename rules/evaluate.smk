@@ -13,7 +13,7 @@ rule evaluate:
         "../envs/memcurv.yaml"
     params:
         dataset=lambda w: w.dataset,
-        rate=lambda w: float(w.rate),
+        variant=lambda w: w.variant,
         seed=lambda w: int(w.seed),
         epochs_scored=SCORED_EPOCHS,
         code=source_digest("metrics", "io", "stages"),

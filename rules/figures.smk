@@ -3,7 +3,7 @@
 
 rule figure_grids:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         table=f"{RUN}/curvature.csv",
     output:
         top=run_figure("top_curvature", "top_curvature", "highest curvature"),
@@ -18,7 +18,7 @@ rule figure_grids:
         "../envs/memcurv.yaml"
     params:
         top_k=config["figures"]["top_k"],
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("figures", "io", "stages"),
     script:
         "../scripts/figure_grids.py"
@@ -37,7 +37,7 @@ rule figure_scores:
     conda:
         "../envs/memcurv.yaml"
     params:
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("figures", "io", "stages"),
     script:
         "../scripts/figure_scores.py"
@@ -57,7 +57,7 @@ rule figure_dynamics:
     conda:
         "../envs/memcurv.yaml"
     params:
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("figures", "io", "stages"),
     script:
         "../scripts/figure_dynamics.py"

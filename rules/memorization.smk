@@ -3,7 +3,7 @@
 
 rule find_duplicates:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         table=f"{RUN}/curvature.csv",
     output:
         pairs=f"{RUN}/duplicates.csv",
@@ -18,7 +18,7 @@ rule find_duplicates:
         threshold=config["duplicates"]["threshold"],
         feature_size=config["duplicates"]["feature_size"],
         top_k=config["duplicates"]["top_k"],
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("duplicates", "figures", "io", "stages"),
     script:
         "../scripts/find_duplicates.py"
@@ -40,7 +40,7 @@ rule compare_memorization:
         "../envs/memcurv.yaml"
     params:
         top_k=config["feldman_zhang"]["top_k"],
-        run_title=lambda w: f"{w.dataset}, noise {w.rate}, seed {w.seed}",
+        run_title=run_title,
         code=source_digest("memorization", "figures", "io", "stages"),
     script:
         "../scripts/compare_memorization.py"

@@ -3,7 +3,7 @@
 
 rule score:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         labels=f"{RUN}/labels.csv",
         checkpoint=f"{RUN}/checkpoints/epoch{{epoch}}.pt",
     output:

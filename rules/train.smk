@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        data="results/{dataset}/data.npz",
+        data=run_data,
         labels=f"{RUN}/labels.csv",
     output:
         checkpoints=checkpoint_outputs(),

@@ -45,3 +45,23 @@ def test_bad_rate_is_refused(labels, rate):
 def test_labels_out_of_range_are_refused():
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         corrupt_labels(np.array([0, 1, 5]), 3, 0.1, seed=0)
+
+
+def test_injected_duplicates_are_exact_copies_with_conflicting_labels():
+    from memorization_curvature.corruption import inject_duplicates
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 1, 4, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, 300)
+    new, given, true, injected = inject_duplicates(images, labels, 10, 25, seed=3)
+    assert injected.sum() == 25 and np.array_equal(images[~injected], new[~injected])
+    assert not np.array_equal(images, new)  # the input is left alone, the copy changed
+    for target in np.flatnonzero(injected):
+        sources = np.flatnonzero((images == new[target]).all(axis=(1, 2, 3)) & ~injected)
+        assert len(sources) == 1  # an exact copy of one other, unchanged training image
+        assert true[target] == labels[sources[0]] and given[target] != labels[sources[0]]
+    assert np.array_equal(given[~injected], labels[~injected])
+    again = inject_duplicates(images, labels, 10, 25, seed=3)
+    assert np.array_equal(again[1], given) and np.array_equal(again[3], injected)
+    with pytest.raises(ValueError, match="injected duplicates"):
+        inject_duplicates(images, labels, 10, 151, seed=0)

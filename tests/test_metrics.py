@@ -30,13 +30,25 @@ def test_average_over_epochs_is_the_mean_and_ranks_from_the_top():
 
 def test_summary_has_one_sorted_row_per_run():
     runs = [
-        {"dataset": "digits", "noise_rate": 0.2, "seed": 0, "auroc": 0.9, "epochs_scored": [1, 2]},
-        {"dataset": "digits", "noise_rate": 0.1, "seed": 1, "auroc": None, "epochs_scored": [2]},
+        {"dataset": "digits", "variant": "noise0.2", "noise_rate": 0.2, "seed": 0, "auroc": 0.9, "epochs_scored": [1, 2]},
+        {"dataset": "digits", "variant": "noise0.1", "noise_rate": 0.1, "seed": 1, "auroc": None, "epochs_scored": [2]},
     ]
     table = summarize_runs(runs)
     assert table["noise_rate"].tolist() == [0.1, 0.2]
     assert np.isnan(table["auroc"][0]) and table["auroc"][1] == 0.9
     assert table["epochs_scored"].tolist() == [1, 2]
+
+
+def test_methods_table_has_a_column_per_variant():
+    from memorization_curvature.figures import methods_table
+
+    results = pd.DataFrame({"dataset": "cifar10", "method": ["curvature", "csl"] * 3,
+                            "variant": ["dup250", "dup250", "noise0.1", "noise0.1", "noise0.02", "noise0.02"],
+                            "seed": 1, "auroc": [0.95, 0.98, 0.97, 0.99, 0.96, 0.985]})
+    numbers, markdown = methods_table(results)
+    assert markdown.splitlines()[0] == "| dataset | method | 2 % noise | 10 % noise | 250 duplicates |"
+    assert "| cifar10 | csl | 0.9850 | 0.9900 | 0.9800 |" in markdown
+    assert len(numbers) == 6
 
 
 def test_auroc_table_in_the_papers_layout():

@@ -40,3 +40,36 @@ def corrupt_labels(
     corrupted = np.zeros(len(true_labels), dtype=bool)
     corrupted[chosen] = True
     return given, corrupted
+
+
+def inject_duplicates(
+    images: np.ndarray, labels: np.ndarray, num_classes: int, copies: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Replace ``copies`` training images by copies of other training images with a conflicting label.
+
+    Targets and sources are distinct samples chosen uniformly without replacement (seeded); each
+    target becomes an exact copy of its source image and gets a label drawn uniformly from the
+    classes other than its source's label.
+
+    Returns:
+        images: the new images (the input is not modified).
+        given_labels: the labels training sees.
+        true_labels: for a copy, its source's label (the class of what it shows); else the label.
+        injected: bool (N,), True for the copies.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if not 1 <= copies <= len(labels) // 2:
+        raise ValueError(f"injected duplicates must be in [1, {len(labels) // 2}] for {len(labels)} images, "
+                         f"got {copies}")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(labels), size=2 * copies, replace=False)
+    targets, sources = chosen[:copies], chosen[copies:]
+    images = images.copy()
+    images[targets] = images[sources]
+    true = labels.copy()
+    true[targets] = labels[sources]
+    given = true.copy()
+    given[targets] = (labels[sources] + rng.integers(1, num_classes, size=copies)) % num_classes
+    injected = np.zeros(len(labels), dtype=bool)
+    injected[targets] = True
+    return images, given, true, injected

@@ -146,6 +146,7 @@ def dynamics_figure(groups: dict[str, dict[int, np.ndarray]], *, title: str):
 
 def auroc_by_noise(summary: pd.DataFrame):
     """AUROC mean and standard deviation over seeds per dataset and noise rate (figure and table)."""
+    summary = summary[summary["noise_rate"].notna()]  # label-noise runs only (not injected duplicates)
     numbers = (summary.groupby(["dataset", "noise_rate"])["auroc"]
                .agg(mean="mean", std="std", seeds="count").reset_index())
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -203,17 +204,29 @@ def roc_methods(table: pd.DataFrame, methods, *, title: str):
 
 
 def methods_table(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """AUROC mean +- std over seeds per dataset, noise rate and method; and a Markdown table with a row
-    per dataset and method and a column per noise rate (the paper's layout)."""
-    numbers = (results.groupby(["dataset", "noise_rate", "method"], sort=False)["auroc"]
+    """AUROC mean +- std over seeds per dataset, run variant and method; and a Markdown table with a
+    row per dataset and method and a column per variant (noise rates, then injected duplicates), the
+    paper's layout."""
+    numbers = (results.groupby(["dataset", "variant", "method"], sort=False)["auroc"]
                .agg(mean="mean", std="std", seeds="count").reset_index())
-    rates = sorted(numbers["noise_rate"].unique())
-    lines = ["| dataset | method | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |",
-             "|---|---" + "|---" * len(rates) + "|"]
+
+    def order(variant: str):
+        kind, value = ("noise", variant[5:]) if variant.startswith("noise") else ("dup", variant[3:])
+        return (kind != "noise", float(value))
+
+    variants = sorted(numbers["variant"].unique(), key=order)
+
+    def heading(variant: str) -> str:
+        if variant.startswith("noise"):
+            return f"{100 * float(variant[5:]):g} % noise"
+        return f"{variant[3:]} duplicates"
+
+    lines = ["| dataset | method | " + " | ".join(heading(v) for v in variants) + " |",
+             "|---|---" + "|---" * len(variants) + "|"]
     for (dataset, method), rows in numbers.groupby(["dataset", "method"], sort=False):
         cells = []
-        for rate in rates:
-            row = rows[rows["noise_rate"] == rate]
+        for variant in variants:
+            row = rows[rows["variant"] == variant]
             if row.empty or pd.isna(row["mean"].iloc[0]):
                 cells.append("")
                 continue

@@ -45,9 +45,9 @@ def average_over_epochs(labels: pd.DataFrame, per_epoch: dict[int, np.ndarray]) 
 
 def summarize_runs(runs: list[dict]) -> pd.DataFrame:
     """One row per run, sorted by dataset, noise rate and seed."""
-    columns = ["dataset", "noise_rate", "seed", "auroc", "average_precision", "n_train", "n_corrupted",
-               "epochs_scored", "final_test_acc"]
+    columns = ["dataset", "variant", "noise_rate", "injected_duplicates", "seed", "auroc", "average_precision",
+               "n_train", "n_corrupted", "epochs_scored", "final_test_acc"]
     frame = pd.DataFrame([{c: run.get(c) for c in columns} for run in runs], columns=columns)
     frame["epochs_scored"] = frame["epochs_scored"].map(lambda e: len(e) if isinstance(e, list) else e)
     frame["auroc"] = frame["auroc"].map(lambda v: math.nan if v is None else v)
-    return frame.sort_values(["dataset", "noise_rate", "seed"], ignore_index=True)
+    return frame.sort_values(["dataset", "variant", "seed"], ignore_index=True)

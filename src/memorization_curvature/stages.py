@@ -84,6 +84,20 @@ def corrupt(data_path: str, output: str, *, rate: float, seed: int) -> None:
     log.info("corrupted %d of %d labels (rate %g, seed %d)", corrupted.sum(), len(given), rate, seed)
 
 
+def inject_duplicates(data_path: str, output_data: str, output_labels: str, *, copies: int, seed: int) -> None:
+    """A run's own training images with ``copies`` images replaced by relabelled copies of others."""
+    import dataclasses
+
+    prepared = load_prepared(data_path)
+    images, given, true, injected = corruption.inject_duplicates(
+        prepared.train_images, prepared.train_labels, prepared.num_classes, copies, seed)
+    io.save_npz(output_data, **dataclasses.replace(prepared, train_images=images).to_arrays())
+    io.save_csv(output_labels, pd.DataFrame({"index": np.arange(len(given)), "given_label": given,
+                                             "true_label": true, "corrupted": injected}))
+    log.info("replaced %d of %d training images by copies of others with a conflicting label (seed %d)",
+             copies, len(given), seed)
+
+
 def _checkpoint(model_name: str, model_kwargs: dict, model, epoch: int) -> dict:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {"model_name": model_name, "model_kwargs": model_kwargs, "epoch": epoch, "state_dict": state}
@@ -263,7 +277,7 @@ def evaluate(
     output: str,
     *,
     dataset: str,
-    rate: float,
+    variant: str,
     seed: int,
     epochs_scored: Sequence[int],
 ) -> None:
@@ -272,7 +286,9 @@ def evaluate(
     history = pd.read_csv(train_metrics_path)
     result.update(
         dataset=dataset,
-        noise_rate=float(rate),
+        variant=variant,
+        noise_rate=float(variant[len("noise"):]) if variant.startswith("noise") else None,
+        injected_duplicates=int(variant[len("dup"):]) if variant.startswith("dup") else None,
         seed=int(seed),
         n_train=int(len(table)),
         n_corrupted=int(table["corrupted"].sum()),
@@ -280,7 +296,7 @@ def evaluate(
         final_test_acc=float(history["test_acc"].iloc[-1]),
     )
     io.save_json(output, result)
-    log.info("%s noise %g seed %d: curvature AUROC %s", dataset, rate, seed, result["auroc"])
+    log.info("%s %s seed %d: curvature AUROC %s", dataset, variant, seed, result["auroc"])
 
 
 def aggregate(metric_paths: Sequence[str], output: str) -> None:
