@@ -1,9 +1,10 @@
 # memorization-curvature: find memorized, mislabeled and conflicting training samples by the
 # curvature of the loss around each sample (Garg, Ravikumar & Roy, ICML 2024).
 #
-# Results, one folder per experiment run (dataset, label-noise rate, seed):
+# Results, one folder per experiment run (dataset, variant, seed); the variant is noise{rate}
+# (labels corrupted at random) or dup{m} (m images replaced by relabelled copies of others):
 #   results/{dataset}/data.npz                                  images, labels, train/test split
-#   results/{dataset}/noise{rate}/seed{seed}/labels.csv         given vs true labels, corrupted flag
+#   results/{dataset}/{variant}/seed{seed}/labels.csv           given vs true labels, corrupted flag
 #       .../checkpoints/epoch{epoch}.pt                         one checkpoint per training epoch
 #       .../train_metrics.csv                                   loss and accuracies per epoch
 #       .../scores/epoch{epoch}.npz                             curvature of every sample, per checkpoint

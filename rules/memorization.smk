@@ -7,7 +7,17 @@ rule find_duplicates:
         table=f"{RUN}/curvature.csv",
     output:
         pairs=f"{RUN}/duplicates.csv",
-        summary=f"{RUN}/duplicates_top_k.csv",
+        summary=report(
+            f"{RUN}/duplicates_top_k.csv",
+            caption="../report/duplicates_top_k.rst",
+            category="{dataset}",
+            subcategory="{variant}, seed {seed}",
+            labels={
+                "figure": "top-k in conflicting pairs",
+                "run": "{variant}",
+                "seed": "{seed}",
+            },
+        ),
         figure=run_figure("duplicates", "duplicates", "conflicting duplicates"),
         files=siblings("duplicates"),
     log:

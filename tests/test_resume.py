@@ -105,3 +105,23 @@ def test_state_from_other_parameters_is_not_used(tmp_path):
     log = (tmp_path / "logs/digits/noise0.1/seed0/train.log").read_text()
     assert "ignoring training state" in log and "resuming" not in log
     assert re.findall(r"epoch (\d+)/\d+ loss", log)[0] == "1"
+
+
+def test_corrupted_checkpoint_is_named_and_regenerating_it_recovers(reference, tmp_path):
+    write_config(tmp_path, CONFIG)
+    snakemake(tmp_path, TARGET)
+    checkpoint = tmp_path / RUN / "checkpoints/epoch2.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
+    # as if it broke before this checkpoint was scored
+    (tmp_path / RUN / "scores/epoch2.npz").unlink()
+    (tmp_path / TARGET).unlink()
+    failed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "2", TARGET], capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "cannot load checkpoint of epoch 2" in failed.stdout + failed.stderr
+    assert "checkpoints/epoch2.pt" in failed.stdout + failed.stderr
+    checkpoint.unlink()  # as the message says: delete it and rerun
+    snakemake(tmp_path, TARGET)
+    assert np.array_equal(np.load(reference / RUN / "scores/epoch2.npz")["train_curvature"],
+                          np.load(tmp_path / RUN / "scores/epoch2.npz")["train_curvature"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -206,7 +207,10 @@ def load_checkpoint_model(path: str | Path):
         model = models.build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
-        raise RuntimeError(f"cannot load checkpoint {path}: {error}; delete it and rerun to regenerate it") from error
+        match = re.search(r"epoch(\d+)", Path(path).name)
+        epoch = f" of epoch {match.group(1)}" if match else ""
+        raise RuntimeError(f"cannot load checkpoint{epoch} {path}: {error}; delete it and rerun to regenerate "
+                           "it") from error
     return model, int(checkpoint["epoch"])
 
 
