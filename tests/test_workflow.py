@@ -262,5 +262,6 @@ def test_a_score_file_of_another_dataset_is_refused(workdir):
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--cores", "1"], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "tr_labels differ from the dataset's labels at 1 of 1437 images (first at index 5)" in (
-        result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    assert "tr_labels differ from the dataset's labels at 1 of 1437 images (first at index 5)" in output
+    assert "Traceback" not in output  # one clear line, no traceback soup

@@ -22,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .io import BadInput
+
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
 # Where torchvision expects each dataset's files under the data root, for the error message.
@@ -33,7 +35,7 @@ _EXPECTED_FILES = {
 }
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(BadInput, FileNotFoundError):
     """The dataset's files are not where they must be, and could not be downloaded."""
 
 

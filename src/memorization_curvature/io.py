@@ -18,6 +18,13 @@ import numpy as np
 import pandas as pd
 
 
+class BadInput(Exception):
+    """An input file is missing, broken or of another dataset: the message says which and what to do.
+
+    Workflow steps report these as one clear line, without a traceback.
+    """
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io import BadInput
 
-class ScoreFileMismatch(ValueError):
+
+class ScoreFileMismatch(BadInput, ValueError):
     """A memorization score file does not describe this dataset's training set."""
 
 

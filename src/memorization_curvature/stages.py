@@ -47,6 +47,10 @@ def logging_to(path: str | Path | None, *, code: str = "") -> Iterator[None]:
         log.info("package source digest %s", code)
     try:
         yield
+    except io.BadInput as error:
+        # a known problem with an input: one clear line, no traceback
+        log.error("%s", error)
+        raise SystemExit(f"error: {error}") from None
     except Exception:
         log.exception("step failed")
         raise
@@ -198,6 +202,10 @@ def train(
     resume.clear(resume_folder)
 
 
+class CheckpointError(io.BadInput, RuntimeError):
+    """A checkpoint file is truncated, corrupted or holds something other than weights."""
+
+
 def load_checkpoint_model(path: str | Path):
     """(network, epoch) a checkpoint describes; a clear error names a broken file."""
     from . import models
@@ -209,8 +217,8 @@ def load_checkpoint_model(path: str | Path):
     except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
         match = re.search(r"epoch(\d+)", Path(path).name)
         epoch = f" of epoch {match.group(1)}" if match else ""
-        raise RuntimeError(f"cannot load checkpoint{epoch} {path}: {error}; delete it and rerun to regenerate "
-                           "it") from error
+        raise CheckpointError(f"cannot load checkpoint{epoch} {path}: {error}; delete it and rerun to "
+                              "regenerate it") from error
     return model, int(checkpoint["epoch"])
 
 
