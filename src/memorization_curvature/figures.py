@@ -161,20 +161,22 @@ def auroc_by_noise(summary: pd.DataFrame):
     return fig, numbers
 
 
+def _summary_cell(row: pd.DataFrame, with_seeds: bool) -> str:
+    """'mean +- std' (and '(seeds)') of one summary row; empty where there is none."""
+    if row.empty or pd.isna(row["mean"].iloc[0]):
+        return ""
+    mean, std = row["mean"].iloc[0], row["std"].iloc[0]
+    cell = f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}")
+    return cell + (f" ({int(row['seeds'].iloc[0])})" if with_seeds else "")
+
+
 def auroc_markdown(numbers: pd.DataFrame) -> str:
     """The paper's table layout: a row per dataset, a column per noise rate, 'mean +- std (seeds)'."""
     rates = sorted(numbers["noise_rate"].unique())
     header = "| dataset | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |"
     lines = [header, "|---" * (len(rates) + 1) + "|"]
     for dataset, rows in numbers.groupby("dataset"):
-        cells = []
-        for rate in rates:
-            row = rows[rows["noise_rate"] == rate]
-            if row.empty or pd.isna(row["mean"].iloc[0]):
-                cells.append("")
-                continue
-            mean, std, seeds = row["mean"].iloc[0], row["std"].iloc[0], int(row["seeds"].iloc[0])
-            cells.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}") + f" ({seeds})")
+        cells = [_summary_cell(rows[rows["noise_rate"] == rate], with_seeds=True) for rate in rates]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -224,13 +226,6 @@ def methods_table(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     lines = ["| dataset | method | " + " | ".join(heading(v) for v in variants) + " |",
              "|---|---" + "|---" * len(variants) + "|"]
     for (dataset, method), rows in numbers.groupby(["dataset", "method"], sort=False):
-        cells = []
-        for variant in variants:
-            row = rows[rows["variant"] == variant]
-            if row.empty or pd.isna(row["mean"].iloc[0]):
-                cells.append("")
-                continue
-            mean, std = row["mean"].iloc[0], row["std"].iloc[0]
-            cells.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}"))
+        cells = [_summary_cell(rows[rows["variant"] == variant], with_seeds=False) for variant in variants]
         lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
     return numbers, "\n".join(lines) + "\n"
