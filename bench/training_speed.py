@@ -5,7 +5,8 @@ It times, in one process on the same device:
 
 1. our training loop (:func:`memorization_curvature.training.train`: data kept on the device,
    augmentation on the device, channels_last and bf16 autocast on CUDA), one epoch, and apart from
-   it the per-epoch evaluation passes it makes for the metrics CSV;
+   it the per-epoch evaluation passes it makes for the metrics CSV; once more with the images
+   streamed from host memory by loader workers (how ImageNet-size data is trained);
 2. a plain torchvision loop: a DataLoader with torchvision's RandomCrop(32, padding=4) and
    RandomHorizontalFlip on each sample, fp32, the model in the default memory format;
 3. one curvature scoring pass over the same samples (n = 10, h = 1e-3).
@@ -21,11 +22,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from memorization_curvature import curvature_scores
+from memorization_curvature.batches import ImageSet
 from memorization_curvature.models import resnet18_cifar
 from memorization_curvature.training import TrainConfig, train
 
@@ -69,8 +72,8 @@ def plain_epoch(images, labels, device, batch_size, workers):
     return time.perf_counter() - started
 
 
-def our_epoch(images, labels, device, batch_size):
-    x = (images.float() / 255 - 0.5) / 0.25
+def our_epoch(images, labels, device, batch_size, placement="device", workers=8):
+    pixels = ImageSet(images.numpy(), np.full(3, 0.5), np.full(3, 0.25), 255.0)
     config = TrainConfig(epochs=1, batch_size=batch_size, lr=0.1, momentum=0.9, weight_decay=1e-4,
                          lr_milestones=(0.6, 0.8), lr_gamma=0.1, augment_shift=4, augment_flip=True)
     model = resnet18_cifar(3, 10)
@@ -79,9 +82,9 @@ def our_epoch(images, labels, device, batch_size):
     def done(epoch, net, metrics, train_logits):
         timings.update(metrics)
 
-    train(model, x, labels, x[:1000], labels[:1000], config, pad_value=torch.full((3,), -2.0), device=device,
-          on_epoch_end=done)
-    return timings["seconds"], timings["eval_seconds"], model, x
+    train(model, pixels, labels, pixels.subset(np.arange(min(1000, len(labels)))), labels[:1000], config, device=device,
+          on_epoch_end=done, placement=placement, workers=workers)
+    return timings["seconds"], timings["eval_seconds"], model, pixels.normalize(images)
 
 
 def main():
@@ -98,7 +101,9 @@ def main():
     images = torch.randint(0, 256, (args.samples, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (args.samples,), generator=g)
 
+    our_epoch(images[: 2 * args.batch], labels[: 2 * args.batch], device, args.batch)  # warm-up: kernels, allocator
     ours, ours_eval, model, x = our_epoch(images, labels, device, args.batch)
+    streamed, _, _, _ = our_epoch(images, labels, device, args.batch, "stream", args.workers)
     plain = plain_epoch(images, labels, device, args.batch, args.workers)
     n_score = args.score_samples or args.samples
     sync(device)
@@ -113,6 +118,7 @@ def main():
     print("|---|---|")
     print(f"| our training epoch | {ours:.1f} |")
     print(f"| its evaluation passes (training set and 1,000 test samples, for the metrics CSV) | {ours_eval:.1f} |")
+    print(f"| our training epoch, images streamed by {args.workers} loader workers | {streamed:.1f} |")
     print(f"| plain torchvision loop epoch ({args.workers} loader workers) | {plain:.1f} |")
     print(f"| one scoring pass, n = 10 (from {n_score} samples) | {score:.1f} |")
     full = 200 * (ours + ours_eval + score) * 50000 / args.samples

@@ -65,3 +65,18 @@ def test_injected_duplicates_are_exact_copies_with_conflicting_labels():
     assert np.array_equal(again[1], given) and np.array_equal(again[3], injected)
     with pytest.raises(ValueError, match="injected duplicates"):
         inject_duplicates(images, labels, 10, 151, seed=0)
+
+
+def test_injected_duplicates_written_to_a_file_backed_array_are_the_same(tmp_path):
+    from memorization_curvature.corruption import inject_duplicates
+    from memorization_curvature.data import new_image_array
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5000, 1, 3, 3), dtype=np.uint8)  # more than one copying chunk
+    labels = rng.integers(0, 10, 5000)
+    in_memory = inject_duplicates(images, labels, 10, 40, seed=2)
+    out = new_image_array(images.shape, str(tmp_path), "train")
+    on_disk = inject_duplicates(images, labels, 10, 40, seed=2, out=out)
+    assert on_disk[0] is out and isinstance(out, np.memmap)
+    for a, b in zip(in_memory, on_disk):
+        assert np.array_equal(a, b)

@@ -50,3 +50,35 @@ def test_missing_files_say_which_and_where(tmp_path, name):
     with pytest.raises(data.DatasetNotFound) as error:
         data.prepare(name, test_fraction=0.2, split_seed=0, root=str(tmp_path / "nowhere"))
     assert "nowhere" in str(error.value)
+
+
+def test_imagefolder_decoded_into_files_by_several_processes_is_the_same(tmp_path):
+    from memorization_curvature import data as data_module
+
+    write_imagefolder(tmp_path / "a", per_class=30, size=20)  # 300 images: two decoding tasks of 256
+    plain = data.prepare("imagefolder", test_fraction=0.2, split_seed=0, root=str(tmp_path / "a"), image_size=16)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    parallel = data.prepare("imagefolder", test_fraction=0.2, split_seed=0, root=str(tmp_path / "a"), image_size=16,
+                            workers=2, scratch=str(scratch))
+    assert data_module._CHUNK < 300
+    assert isinstance(parallel.train_images, np.memmap)  # written to a file as decoded, not held in memory
+    for field in ("train_images", "test_images", "train_labels", "test_labels", "mean", "std"):
+        assert np.array_equal(getattr(plain, field), getattr(parallel, field)), field
+
+
+def test_imagefolder_keeps_the_centre_of_oblong_images(tmp_path):
+    from PIL import Image
+
+    # 60 x 20 pixels: red, green and blue thirds; the centre square is the green one
+    picture = np.zeros((20, 60, 3), dtype=np.uint8)
+    picture[:, :20, 0] = picture[:, 20:40, 1] = picture[:, 40:, 2] = 255
+    for label in ("a", "b"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(picture).save(tmp_path / "train" / label / f"{i}.png")
+    prepared = data.prepare("imagefolder", test_fraction=0.2, split_seed=0, root=str(tmp_path), image_size=10)
+    image = prepared.train_images[0]
+    assert image.shape == (3, 10, 10)
+    inner = image[:, :, 1:-1]  # the outermost columns blend with the neighbouring thirds
+    assert inner[1].min() == 255 and inner[0].max() == 0 and inner[2].max() == 0  # undistorted, centred

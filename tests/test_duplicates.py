@@ -42,3 +42,13 @@ def test_blocks_do_not_change_the_pairs():
     b = similar_pairs(features, 0.9, block=1000)
     assert a[["i", "j"]].values.tolist() == b[["i", "j"]].values.tolist() and len(a) > 0
     assert (a["i"] < a["j"]).all()
+
+
+def test_chunked_features_and_blocked_comparison_change_nothing():
+    images = smooth_images(300, seed=1).astype(np.uint8)
+    images[150] = images[3]
+    features = image_features(images, 8)
+    assert np.array_equal(image_features(images, 8, chunk=7), features)
+    whole = similar_pairs(features, 0.5)
+    blocked = similar_pairs(features, 0.5, block=13)
+    assert (3, 150) in set(zip(whole["i"], whole["j"])) and whole.equals(blocked)

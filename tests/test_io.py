@@ -47,3 +47,15 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(RuntimeError, match="epoch3.pt"):
         stages.load_checkpoint_model(path)
+
+
+def test_npz_members_are_memory_mapped_where_stored_plainly(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (50, 3, 7, 5), dtype=np.uint8)
+    io.save_npz(tmp_path / "a.npz", images=images, names=np.array(["x", "yy"]))
+    arrays = io.load_npz(tmp_path / "a.npz", mmap=("images", "absent"))
+    assert isinstance(arrays["images"], np.memmap) and np.array_equal(arrays["images"], images)
+    assert arrays["names"].tolist() == ["x", "yy"] and "absent" not in arrays
+    # a compressed file (not one of ours) is read instead
+    np.savez_compressed(tmp_path / "b.npz", images=images)
+    arrays = io.load_npz(tmp_path / "b.npz", mmap=("images",))
+    assert not isinstance(arrays["images"], np.memmap) and np.array_equal(arrays["images"], images)

@@ -43,13 +43,16 @@ def corrupt_labels(
 
 
 def inject_duplicates(
-    images: np.ndarray, labels: np.ndarray, num_classes: int, copies: int, seed: int
+    images: np.ndarray, labels: np.ndarray, num_classes: int, copies: int, seed: int, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Replace ``copies`` training images by copies of other training images with a conflicting label.
 
     Targets and sources are distinct samples chosen uniformly without replacement (seeded); each
     target becomes an exact copy of its source image and gets a label drawn uniformly from the
     classes other than its source's label.
+
+    ``out``, if given, receives the new images (an array of the same shape, e.g. file-backed for an
+    image set larger than memory); else they are a copy in memory.
 
     Returns:
         images: the new images (the input is not modified).
@@ -64,8 +67,13 @@ def inject_duplicates(
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(labels), size=2 * copies, replace=False)
     targets, sources = chosen[:copies], chosen[copies:]
-    images = images.copy()
-    images[targets] = images[sources]
+    if out is None:
+        out = images.copy()
+    else:
+        for start in range(0, len(images), 4096):
+            out[start : start + 4096] = images[start : start + 4096]
+    out[targets] = images[sources]
+    images = out
     true = labels.copy()
     true[targets] = labels[sources]
     given = true.copy()

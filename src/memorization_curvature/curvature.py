@@ -250,7 +250,7 @@ def curvature_scores(
         channels_last = device.type == "cuda"
     if fold_bn:
         model = fold_batchnorm(model)
-    total_samples = len(data) if isinstance(data, torch.Tensor) else None
+    total_samples = len(data) if isinstance(data, torch.Tensor) else getattr(data, "num_samples", None)
     chunks: list[torch.Tensor] = []
     done = 0
     next_report = 0.1

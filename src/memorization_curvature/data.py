@@ -15,6 +15,7 @@ Networks always see :func:`normalize` of the raw images: ``(image / pixel_max - 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from .io import BadInput
+
+log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -130,9 +133,37 @@ def _torchvision_split(name: str, root: str, train: bool, download: bool, verify
     return np.ascontiguousarray(images), np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes)
 
 
-def _image_folder(path: str, image_size: int):
-    """Every image under ``path/<class>/``, as RGB resized to image_size x image_size."""
+def _load_image(file: str, image_size: int) -> np.ndarray:
+    """One image as RGB uint8 (3, S, S): the shorter side resized to S, then the centre S x S cut out."""
     from PIL import Image
+
+    with Image.open(file) as image:
+        image = image.convert("RGB")
+        scale = image_size / min(image.size)
+        width, height = max(image_size, round(image.width * scale)), max(image_size, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        left, top = (width - image_size) // 2, (height - image_size) // 2
+        image = image.crop((left, top, left + image_size, top + image_size))
+        return np.asarray(image).transpose(2, 0, 1)
+
+
+def _load_images(files: list[str], image_size: int) -> np.ndarray:
+    return np.stack([_load_image(f, image_size) for f in files]) if files else np.empty((0, 3, image_size, image_size),
+                                                                                          np.uint8)
+
+
+def new_image_array(shape: tuple[int, ...], scratch: str | None, name: str) -> np.ndarray:
+    """uint8 array in memory, or (with a scratch folder) in a file there, for image sets larger than memory."""
+    if scratch is None:
+        return np.empty(shape, dtype=np.uint8)
+    return np.lib.format.open_memmap(os.path.join(scratch, f"{name}.npy"), mode="w+", dtype=np.uint8, shape=shape)
+
+
+_CHUNK = 256  # images per decoding task
+
+
+def _image_folder(path: str, image_size: int, workers: int = 1, scratch: str | None = None, name: str = "images"):
+    """Every image under ``path/<class>/`` (see :func:`_load_image`), decoded by ``workers`` processes."""
     from torchvision.datasets import ImageFolder
 
     if not os.path.isdir(path):
@@ -141,12 +172,49 @@ def _image_folder(path: str, image_size: int):
         dataset = ImageFolder(path)
     except (FileNotFoundError, RuntimeError) as error:
         raise DatasetNotFound(f"imagefolder: {error}") from None
-    images = np.empty((len(dataset), 3, image_size, image_size), dtype=np.uint8)
-    for i, (file, _) in enumerate(dataset.samples):
-        with Image.open(file) as image:
-            resized = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-        images[i] = np.asarray(resized).transpose(2, 0, 1)
+    files = [file for file, _ in dataset.samples]
+    images = new_image_array((len(files), 3, image_size, image_size), scratch, name)
+    chunks = [files[i : i + _CHUNK] for i in range(0, len(files), _CHUNK)]
+    tasks = [(chunk, image_size) for chunk in chunks]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(chunks) > 1:
+            import multiprocessing
+
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+            decoded = pool.imap(_load_chunk, tasks)
+        else:
+            decoded = map(_load_chunk, tasks)
+        for k, block in enumerate(decoded):
+            images[k * _CHUNK : k * _CHUNK + len(block)] = block
+            if len(chunks) >= 20 and (k + 1) % (len(chunks) // 10) == 0:
+                log.info("%s: decoded %d/%d images", path, min((k + 1) * _CHUNK, len(files)), len(files))
     return images, np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes)
+
+
+def _load_chunk(task: tuple[list[str], int]) -> np.ndarray:
+    return _load_images(*task)
+
+
+def _take(images: np.ndarray, index: np.ndarray, scratch: str | None, name: str) -> np.ndarray:
+    """``images[index]``, copied a chunk at a time (into a scratch file when there is one)."""
+    out = new_image_array((len(index), *images.shape[1:]), scratch, name)
+    for start in range(0, len(index), 4096):
+        out[start : start + 4096] = images[index[start : start + 4096]]
+    return out
+
+
+def _channel_statistics(images: np.ndarray, pixel_max: float, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the images scaled to [0, 1], two passes a chunk at a time in float64
+    (for up to ``chunk`` images the very numbers of numpy's mean and std over the whole array)."""
+    def blocks():
+        for start in range(0, len(images), chunk):
+            yield images[start : start + chunk].astype(np.float64) / pixel_max
+
+    count = len(images) * images.shape[2] * images.shape[3]
+    mean = sum(block.sum(axis=(0, 2, 3)) for block in blocks()) / count
+    centred = mean.reshape(1, -1, 1, 1)
+    variance = sum(np.square(block - centred).sum(axis=(0, 2, 3)) for block in blocks()) / count
+    return mean.astype(np.float32), np.maximum(np.sqrt(variance), 1e-6).astype(np.float32)
 
 
 def prepare(
@@ -158,6 +226,8 @@ def prepare(
     download: bool = False,
     verify_checksums: bool = True,
     image_size: int = 32,
+    workers: int = 1,
+    scratch: str | None = None,
 ) -> PreparedData:
     """Load a dataset with its train/test split.
 
@@ -165,7 +235,9 @@ def prepare(
     mnist, fashion_mnist, cifar10, cifar100: torchvision's readers of the official files under
     ``root`` (fetched there first if ``download``), with the official train/test split.
     imagefolder: ``root/train/<class>/*`` (and ``root/test/<class>/*`` or ``root/val/<class>/*`` if
-    present, else a stratified split of train), resized to ``image_size``.
+    present, else a stratified split of train), the shorter side resized to ``image_size`` and the
+    centre square kept, decoded by ``workers`` processes. With a ``scratch`` folder the images are
+    written to files there as they are decoded, never held in memory (ImageNet: 1.28 million images).
     """
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -184,29 +256,30 @@ def prepare(
         train_idx = np.arange(len(train[1]), dtype=np.int64)
     elif name == "imagefolder":
         pixel_max = 255.0
-        *train, class_names = _image_folder(os.path.join(root, "train"), image_size)
         held_out = [os.path.join(root, d) for d in ("test", "val") if os.path.isdir(os.path.join(root, d))]
+        *train, class_names = _image_folder(os.path.join(root, "train"), image_size, workers, scratch,
+                                            "all" if not held_out else "train")
         if held_out:
-            *test, test_classes = _image_folder(held_out[0], image_size)
+            *test, test_classes = _image_folder(held_out[0], image_size, workers, scratch, "test")
             if test_classes != class_names:
-                raise ValueError(f"imagefolder: classes of {held_out[0]} ({test_classes}) differ from train ({class_names})")
+                raise DatasetNotFound(f"imagefolder: the classes of {held_out[0]} ({test_classes}) differ from "
+                                      f"those of train ({class_names}); expected the same class folders")
             train_idx = np.arange(len(train[1]), dtype=np.int64)
         else:
             train_idx, test_idx = _split(*train, test_fraction, split_seed)
-            test = train[0][test_idx], train[1][test_idx]
-            train = train[0][train_idx], train[1][train_idx]
+            test = _take(train[0], test_idx, scratch, "test"), train[1][test_idx]
+            train = _take(train[0], train_idx, scratch, "train"), train[1][train_idx]
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    scaled = train[0].astype(np.float64) / pixel_max
-    channel_axes = (0, 2, 3)
+    mean, std = _channel_statistics(train[0], pixel_max)
     return PreparedData(
         train_images=train[0],
         train_labels=train[1],
         test_images=test[0],
         test_labels=test[1],
         train_source_index=train_idx,
-        mean=scaled.mean(axis=channel_axes).astype(np.float32),
-        std=np.maximum(scaled.std(axis=channel_axes), 1e-6).astype(np.float32),
+        mean=mean,
+        std=std,
         pixel_max=pixel_max,
         class_names=np.asarray(class_names),
     )
@@ -215,7 +288,7 @@ def prepare(
 def normalize(images: np.ndarray, data: PreparedData):
     """Raw uint8 images (N, C, H, W) -> float32 tensor the network sees."""
     import torch  # here, not at the top: light steps need no torch
-    x = torch.from_numpy(images.astype(np.float32) / np.float32(data.pixel_max))
-    mean = torch.from_numpy(data.mean).view(1, -1, 1, 1)
-    std = torch.from_numpy(data.std).view(1, -1, 1, 1)
-    return (x - mean) / std
+
+    from .batches import ImageSet
+
+    return ImageSet(images, data.mean, data.std, data.pixel_max).normalize(torch.from_numpy(np.array(images)))

@@ -12,22 +12,33 @@ import numpy as np
 import pandas as pd
 
 
-def image_features(images: np.ndarray, size: int = 8) -> np.ndarray:
-    """Raw images (N, C, H, W) -> unit vectors (N, C * size * size), float32."""
+def image_features(images: np.ndarray, size: int = 8, chunk: int = 4096) -> np.ndarray:
+    """Raw images (N, C, H, W) -> unit vectors (N, C * size * size), float32; ``chunk`` images at a
+    time, so that memory-mapped image sets larger than memory are read through once."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(images.astype(np.float32))
-    x = F.adaptive_avg_pool2d(x, min(size, x.shape[-1])).flatten(1)
-    x = x - x.mean(dim=1, keepdim=True)
-    return F.normalize(x, dim=1, eps=1e-8).numpy()
+    def features(block: np.ndarray):
+        x = torch.from_numpy(block.astype(np.float32))
+        x = F.adaptive_avg_pool2d(x, min(size, x.shape[-1])).flatten(1)
+        x = x - x.mean(dim=1, keepdim=True)
+        return F.normalize(x, dim=1, eps=1e-8).numpy()
+
+    side = min(size, images.shape[-1])
+    parts = [features(images[start : start + chunk]) for start in range(0, len(images), chunk)]
+    return np.concatenate(parts) if parts else np.empty((0, images.shape[1] * side * side), np.float32)
 
 
 def similar_pairs(features: np.ndarray, threshold: float, block: int = 4096) -> pd.DataFrame:
-    """Every pair (i < j) whose cosine similarity is at least ``threshold``: columns i, j, similarity."""
+    """Every pair (i < j) whose cosine similarity is at least ``threshold``: columns i, j, similarity.
+
+    ``block`` rows are compared at a time, fewer when the set is large (at most 2^27 similarities,
+    512 MB, at once).
+    """
     import torch
 
     f = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    block = max(1, min(block, (1 << 27) // max(len(f), 1)))
     found = []
     for start in range(0, len(f), block):
         sims = f[start : start + block] @ f.T  # (b, N)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -46,9 +48,38 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             np.savez(handle, **arrays)
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike, mmap: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file; those named in ``mmap`` are memory-mapped, not read.
+
+    np.savez stores members uncompressed, so a member's data lies as it is inside the file and can be
+    mapped: an ImageNet-size image array is then read page by page, as batches need it.
+    """
     with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+        arrays = {key: data[key] for key in data.files if key not in mmap}
+        mapped = [key for key in mmap if key in data.files]
+    arrays.update({key: _map_member(path, key) for key in mapped})
+    return arrays
+
+
+def _map_member(path: str | os.PathLike, key: str) -> np.ndarray:
+    """A read-only memory map of the array ``key`` inside the uncompressed ``.npz`` at ``path``."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path, allow_pickle=False) as data:  # compressed (not ours): read it
+            return data[key]
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local_header = handle.read(30)  # the zip local file header: its name and extra field follow
+        name_length, extra_length = struct.unpack("<HH", local_header[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise BadInput(f"{path}: array {key!r} holds Python objects; expected plain numbers")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:

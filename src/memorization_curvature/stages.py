@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, corruption, data, figures, io, metrics
+from . import baselines, batches, corruption, data, figures, io, metrics
 
 # torch, and the modules built on it (curvature, models, training), are imported inside the steps
 # that need them: a light step (labels, tables, plots) then starts in a fraction of the time.
@@ -61,7 +61,8 @@ def logging_to(path: str | Path | None, *, code: str = "") -> Iterator[None]:
 
 
 def load_prepared(path: str | Path) -> data.PreparedData:
-    return data.PreparedData.from_arrays(io.load_npz(path))
+    """A prepared dataset; its images are memory-mapped, read only where a step needs them."""
+    return data.PreparedData.from_arrays(io.load_npz(path, mmap=("train_images", "test_images")))
 
 
 def load_labels(path: str | Path) -> pd.DataFrame:
@@ -69,9 +70,17 @@ def load_labels(path: str | Path) -> pd.DataFrame:
 
 
 def prepare(dataset: str, output: str, **options) -> None:
-    """Load ``dataset`` (options: see :func:`memorization_curvature.data.prepare`) into one file."""
-    prepared = data.prepare(dataset, **options)
-    io.save_npz(output, **prepared.to_arrays())
+    """Load ``dataset`` (options: see :func:`memorization_curvature.data.prepare`) into one file.
+
+    Image folders are decoded into scratch files beside ``output`` and streamed from there into it, so
+    that a dataset larger than memory (ImageNet) never has to fit.
+    """
+    import tempfile
+
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".prepare-", dir=Path(output).parent) as scratch:
+        prepared = data.prepare(dataset, scratch=scratch, **options)
+        io.save_npz(output, **prepared.to_arrays())
     log.info("%s: %d training and %d test images of shape %s, %d classes", dataset,
              len(prepared.train_labels), len(prepared.test_labels), prepared.image_shape, prepared.num_classes)
 
@@ -92,11 +101,16 @@ def corrupt(data_path: str, output: str, *, rate: float, seed: int) -> None:
 def inject_duplicates(data_path: str, output_data: str, output_labels: str, *, copies: int, seed: int) -> None:
     """A run's own training images with ``copies`` images replaced by relabelled copies of others."""
     import dataclasses
+    import tempfile
 
     prepared = load_prepared(data_path)
-    images, given, true, injected = corruption.inject_duplicates(
-        prepared.train_images, prepared.train_labels, prepared.num_classes, copies, seed)
-    io.save_npz(output_data, **dataclasses.replace(prepared, train_images=images).to_arrays())
+    Path(output_data).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".inject-", dir=Path(output_data).parent) as scratch:
+        # the new images go to a scratch file and stream from there into the output: never all in memory
+        out = data.new_image_array(prepared.train_images.shape, scratch, "train")
+        images, given, true, injected = corruption.inject_duplicates(
+            prepared.train_images, prepared.train_labels, prepared.num_classes, copies, seed, out=out)
+        io.save_npz(output_data, **dataclasses.replace(prepared, train_images=images).to_arrays())
     io.save_csv(output_labels, pd.DataFrame({"index": np.arange(len(given)), "given_label": given,
                                              "true_label": true, "corrupted": injected}))
     log.info("replaced %d of %d training images by copies of others with a conflicting label (seed %d)",
@@ -129,6 +143,8 @@ def train(
     seed: int,
     device: str,
     threads: int,
+    placement: str = "auto",
+    loader_workers: int = 2,
 ) -> None:
     """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, per-epoch metrics, and
     per-sample statistics of every epoch for the peer methods (arrays (E, N), see
@@ -153,8 +169,6 @@ def train(
     model = models.build_model(model_name, **model_kwargs)
     dev = training.resolve_device(device)
     log.info("training %s for %d epochs on %s, %d threads", model_name, epochs, dev, threads)
-    # the value a black (zero) pixel has after normalization, used to pad shifted images
-    pad_value = torch.from_numpy(-prepared.mean / prepared.std)
     rows: list[dict] = []
     history: dict[str, list[np.ndarray]] = {}
     given = labels["given_label"].to_numpy()
@@ -162,7 +176,8 @@ def train(
     expected = resume.fingerprint(
         {"model": model_name, "config": config.__dict__, "device": device},
         [data_path, labels_path],
-        provenance.source_digest("data", "models", "training", "baselines", "resume", "io", "stages"),
+        provenance.source_digest("data", "batches", "models", "training", "baselines", "resume", "io",
+                                "stages"),
     )
     state = resume.load(resume_folder, expected, checkpoints)
     if state is not None:
@@ -185,13 +200,14 @@ def train(
 
     training.train(
         model,
-        data.normalize(prepared.train_images, prepared),
+        batches.ImageSet.of(prepared, "train"),
         torch.tensor(labels["given_label"].to_numpy()),
-        data.normalize(prepared.test_images, prepared),
+        batches.ImageSet.of(prepared, "test"),
         torch.from_numpy(prepared.test_labels),
         config,
-        pad_value=pad_value,
         device=dev,
+        placement=placement,
+        workers=loader_workers,
         on_epoch_end=on_epoch_end,
         corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
         resume=state,
@@ -258,15 +274,16 @@ def score(
                    method=method, probes_per_pass=probes_per_pass)
     arrays = {"epoch": np.asarray(epoch)}
     arrays["train_curvature"] = curvature.curvature_scores(
-        model, data.normalize(prepared.train_images, prepared), torch.tensor(labels["given_label"].to_numpy()),
+        model, batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(),
+                                        batch_size),
         **options,
     ).numpy()
     if score_test:
         # test ids follow the training ids, so no test sample shares a training sample's probes
-        test_ids = torch.arange(len(labels), len(labels) + len(prepared.test_labels))
         arrays["test_curvature"] = curvature.curvature_scores(
-            model, data.normalize(prepared.test_images, prepared), torch.from_numpy(prepared.test_labels),
-            sample_ids=test_ids, **options,
+            model, batches.LabelledBatches(batches.ImageSet.of(prepared, "test"), prepared.test_labels, batch_size,
+                                            first_id=len(labels)),
+            **options,
         ).numpy()
     log.info("scored in %.1fs", time.perf_counter() - started)
     io.save_npz(output, **arrays)
@@ -399,19 +416,20 @@ def _fresh_training(prepared, model_name: str, seed: int, recipe: dict):
     return model, config
 
 
-def _train_on(prepared, x, y, index, model, config, device, on_epoch_end=None):
+def _train_on(prepared, images, y, index, model, config, device, loading, on_epoch_end=None):
+    """Train ``model`` on the training samples at ``index`` (``loading``: placement and workers)."""
     import torch
 
     from . import training
 
-    training.train(model, x[index], y[index], data.normalize(prepared.test_images, prepared),
-                   torch.from_numpy(prepared.test_labels), config,
-                   pad_value=torch.from_numpy(-prepared.mean / prepared.std), device=device,
-                   on_epoch_end=on_epoch_end or (lambda *args: None))
+    training.train(model, images.subset(index), y[index], batches.ImageSet.of(prepared, "test"),
+                   torch.from_numpy(prepared.test_labels), config, device=device,
+                   on_epoch_end=on_epoch_end or (lambda *args: None), **loading)
 
 
 def crossval_probabilities(data_path: str, labels_path: str, output: str, *, folds: int, seed: int,
-                           model_name: str, device: str, threads: int, **recipe) -> None:
+                           model_name: str, device: str, threads: int, placement: str = "auto",
+                           loader_workers: int = 2, **recipe) -> None:
     """Out-of-sample softmax probabilities (N, K) of every training sample from k-fold training on the
     given labels, each fold's model trained with the run's recipe on the other folds."""
     import torch
@@ -421,15 +439,17 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
     given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
-    x = data.normalize(prepared.train_images, prepared)
+    images = batches.ImageSet.of(prepared, "train")
+    loading = {"placement": placement, "workers": loader_workers}
     fold = baselines.fold_assignment(len(given), folds, seed)
     probs = np.zeros((len(given), prepared.num_classes))
     dev = training.resolve_device(device)
     for f in range(folds):
         model, config = _fresh_training(prepared, model_name, seed * 1000 + f, dict(recipe))
-        _train_on(prepared, x, given, np.flatnonzero(fold != f), model, config, dev)
+        _train_on(prepared, images, given, np.flatnonzero(fold != f), model, config, dev, loading)
         held = np.flatnonzero(fold == f)
-        probs[held] = torch.softmax(training.predict_logits(model, x[held]), 1).double().numpy()
+        held_out = batches.DeviceImages(images.subset(held), dev, **loading)
+        probs[held] = torch.softmax(training.predict_logits(model, held_out), 1).double().numpy()
         log.info("fold %d/%d: trained on %d, predicted %d held-out samples", f + 1, folds, len(given) - len(held),
                  len(held))
     io.save_npz(output, probs=probs, fold=fold)
@@ -443,7 +463,7 @@ def confident_learning(labels_path: str, probs_path: str, output: str) -> None:
 
 
 def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name: str, device: str,
-         threads: int, **recipe) -> None:
+         threads: int, placement: str = "auto", loader_workers: int = 2, **recipe) -> None:
     """SSFT (Maini et al. 2022), both halves: train on one half, fine-tune on the other, and record when
     each first-half sample is first misclassified during fine-tuning."""
     import torch
@@ -453,7 +473,8 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
     given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
-    x = data.normalize(prepared.train_images, prepared)
+    images = batches.ImageSet.of(prepared, "train")
+    loading = {"placement": placement, "workers": loader_workers}
     half = baselines.fold_assignment(len(given), 2, seed)
     epochs = recipe["epochs"]
     first_forgotten = np.full(len(given), epochs + 1)
@@ -461,15 +482,16 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
     for first in (0, 1):
         learn, finetune = np.flatnonzero(half == first), np.flatnonzero(half != first)
         model, config = _fresh_training(prepared, model_name, seed * 1000 + 10 + first, dict(recipe))
-        _train_on(prepared, x, given, learn, model, config, dev)
+        _train_on(prepared, images, given, learn, model, config, dev, loading)
+        learned = batches.DeviceImages(images.subset(learn), dev, **loading)
 
-        def record(epoch, net, metrics, logits, learn=learn):
-            wrong = training.predict_logits(net, x[learn]).argmax(1).numpy() != given[learn].numpy()
+        def record(epoch, net, metrics, logits, learn=learn, learned=learned):
+            wrong = training.predict_logits(net, learned).argmax(1).numpy() != given[learn].numpy()
             newly = wrong & (first_forgotten[learn] > epochs)
             first_forgotten[learn[newly]] = epoch
 
         _, config = _fresh_training(prepared, model_name, 0, dict(recipe))
-        _train_on(prepared, x, given, finetune, model, config, dev, on_epoch_end=record)
+        _train_on(prepared, images, given, finetune, model, config, dev, loading, on_epoch_end=record)
         log.info("half %d: forgotten during fine-tuning: %d of %d", first, (first_forgotten[learn] <= epochs).sum(),
                  len(learn))
     io.save_csv(output, pd.DataFrame({"index": np.arange(len(given)),

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batches import DeviceImages, ImageSet
+
 log = logging.getLogger(__name__)
 
 
@@ -59,12 +61,11 @@ def augment(x: torch.Tensor, shift: int, flip: bool, pad_value: torch.Tensor, ge
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Eval-mode logits (N, K) of ``model`` on ``x``, float32 on the CPU."""
+def predict_logits(model: nn.Module, images: DeviceImages, batch_size: int = 1024) -> torch.Tensor:
+    """Eval-mode logits (N, K) of ``model`` on the un-augmented ``images``, float32 on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
-    logits = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(logits)
+    logits = [model(x).float().cpu() for _, x in images.in_order(batch_size)]
+    return torch.cat(logits) if logits else torch.empty(0, 0)
 
 
 EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor], None]
@@ -72,26 +73,29 @@ EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor], None]
 
 def train(
     model: nn.Module,
-    train_x: torch.Tensor,
+    train_images: ImageSet,
     train_y: torch.Tensor,
-    test_x: torch.Tensor,
+    test_images: ImageSet,
     test_y: torch.Tensor,
     config: TrainConfig,
     *,
-    pad_value: torch.Tensor,
     device: torch.device,
     on_epoch_end: EpochCallback,
     corrupted: torch.Tensor | None = None,
     resume: dict | None = None,
     on_state: Callable[[dict], None] | None = None,
+    placement: str = "auto",
+    workers: int = 2,
 ) -> None:
-    """Train ``model`` on (train_x, train_y); after each epoch call ``on_epoch_end(epoch, model, metrics,
-    train_logits)``, with the eval-mode logits (N, K) of the un-augmented training samples.
+    """Train ``model`` on (train_images, train_y); after each epoch call ``on_epoch_end(epoch, model,
+    metrics, train_logits)``, with the eval-mode logits (N, K) of the un-augmented training samples.
 
     ``metrics`` holds the epoch's mean training loss, eval-mode accuracy on the given training labels,
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
     wrong label, test accuracy, learning rate, the seconds of training and those of the evaluation
-    passes. Data stays on ``device`` for the whole run.
+    passes. The images are held on ``device`` or streamed to it (``placement``, see
+    :class:`memorization_curvature.batches.DeviceImages`); either way the batches, and so the
+    trained weights, are the same. Augmentation (shifts padded with black, flips) runs on the device.
 
     Resuming: after ``on_epoch_end``, ``on_state`` receives the complete training state (epoch, model,
     optimizer, learning-rate schedule, random generator); passing such a state back as ``resume``
@@ -99,13 +103,15 @@ def train(
     """
     generator = torch.Generator().manual_seed(config.seed)
     on_gpu = device.type == "cuda"
-    # GPU speed: data stays on the device, NHWC convolutions, bf16 autocast. The CPU path stays plain
-    # fp32 so that CPU runs are deterministic.
-    memory_format = torch.channels_last if on_gpu and train_x.dim() == 4 else torch.contiguous_format
+    # GPU speed: images on the device (or streamed ahead), NHWC convolutions, bf16 autocast. The CPU
+    # path stays plain fp32 so that CPU runs are deterministic.
+    memory_format = torch.channels_last if on_gpu else torch.contiguous_format
     model.to(device, memory_format=memory_format)
-    train_x = train_x.to(device).contiguous(memory_format=memory_format)
+    train_x = DeviceImages(train_images, device, placement, workers)
+    test_x = DeviceImages(test_images, device, placement, workers)
     train_y = train_y.to(device)
-    pad_value = pad_value.to(device)
+    # the value a black (zero) pixel has after normalization, used to pad shifted images
+    pad_value = torch.from_numpy(-train_images.mean / train_images.std).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -121,12 +127,11 @@ def train(
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator).to(device)
+        order = torch.randperm(n, generator=generator)
         loss_sum = torch.zeros((), device=device)
         lr = optimizer.param_groups[0]["lr"]
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x = augment(train_x[idx], config.augment_shift, config.augment_flip, pad_value, generator)
+        for idx, x in train_x.iterate(order, config.batch_size):
+            x = augment(x, config.augment_shift, config.augment_flip, pad_value, generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu and config.bf16):
                 loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), train_y[idx])
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,167 @@
+"""How images reach the network: held on the device when they fit, else streamed from the file.
+
+Images stay uint8 until they are on the device and are normalized there: a quarter of the memory and
+of the transfers of float32. A dataset whose pixels fit (by default: at most half the device's free
+memory; CIFAR-10 takes 150 MB) is copied to the device once and batches are gathered there. A larger
+one (ImageNet at full size) is read batch by batch from the memory-mapped prepared file by DataLoader
+worker processes, in pinned memory, a few batches ahead of the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+PLACEMENTS = ("auto", "device", "stream")
+
+
+class ImageSet:
+    """uint8 images (N, C, H, W), in memory or memory-mapped, with the normalization networks see.
+
+    ``index`` selects and orders the images used (a cross-validation fold, a half for SSFT) without
+    copying them.
+    """
+
+    def __init__(self, images: np.ndarray, mean: np.ndarray, std: np.ndarray, pixel_max: float,
+                 index: np.ndarray | None = None):
+        self.images = images
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.pixel_max = float(pixel_max)
+        self.index = np.arange(len(images)) if index is None else np.asarray(index, dtype=np.int64)
+
+    @classmethod
+    def of(cls, prepared, which: str = "train") -> "ImageSet":
+        """The training (or test) images of a :class:`memorization_curvature.data.PreparedData`."""
+        return cls(getattr(prepared, f"{which}_images"), prepared.mean, prepared.std, prepared.pixel_max)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * int(np.prod(self.images.shape[1:])) * self.images.itemsize
+
+    def subset(self, positions) -> "ImageSet":
+        return ImageSet(self.images, self.mean, self.std, self.pixel_max, self.index[np.asarray(positions)])
+
+    def pixels(self, positions) -> np.ndarray:
+        """uint8 images at ``positions`` (in that order); a mapped file is read in ascending order."""
+        rows = self.index[np.asarray(positions, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
+        out[order] = self.images[rows[order]]
+        return out
+
+    def normalization(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(white pixel value, mean, std) as float32 tensors on ``device``, shaped to broadcast."""
+        return (torch.tensor(self.pixel_max, dtype=torch.float32, device=device),
+                torch.from_numpy(self.mean).to(device).view(1, -1, 1, 1),
+                torch.from_numpy(self.std).to(device).view(1, -1, 1, 1))
+
+    def normalize(self, pixels: torch.Tensor, normalization: tuple | None = None) -> torch.Tensor:
+        """uint8 (B, C, H, W) on any device -> the float32 tensor the network sees, on that device
+        (``normalization``: :meth:`normalization` for that device, made once for many batches)."""
+        scale, mean, std = normalization or self.normalization(pixels.device)
+        return (pixels.to(torch.float32) / scale - mean) / std
+
+
+def _free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """Item k = the uint8 pixels of the k-th batch of positions (read in a worker process)."""
+
+    def __init__(self, images: ImageSet, batches: list[np.ndarray]):
+        self.images, self.batches = images, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        return torch.from_numpy(self.pixels(k))
+
+    def pixels(self, k: int) -> np.ndarray:
+        return self.images.pixels(self.batches[k])
+
+
+class DeviceImages:
+    """An :class:`ImageSet` served to ``device`` in batches of normalized float32 images.
+
+    ``placement``: ``device`` copies all pixels to the device once; ``stream`` reads each batch from
+    the (memory-mapped) array in ``workers`` background processes; ``auto`` picks ``device`` when the
+    pixels take at most half the device's free memory.
+    """
+
+    def __init__(self, images: ImageSet, device: torch.device, placement: str = "auto", workers: int = 2):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
+        self.images, self.device, self.workers = images, device, workers
+        if placement == "auto":
+            placement = "device" if images.nbytes <= _free_bytes(device) // 2 else "stream"
+        self.placement = placement
+        self.normalization = images.normalization(device)
+        self.resident = None
+        if placement == "device":
+            self.resident = torch.from_numpy(images.pixels(np.arange(len(images)))).to(device)
+        log.info("%d images (%.1f MB of pixels): %s", len(images), images.nbytes / 1e6,
+                 "held on the device" if self.resident is not None else f"streamed by {workers} worker(s)")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def iterate(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(positions on the device, normalized images) for consecutive ``batch_size`` slices of ``order``."""
+        order = order.to(self.device)
+        if self.resident is not None:
+            for start in range(0, len(order), batch_size):
+                positions = order[start : start + batch_size]
+                yield positions, self.images.normalize(self.resident[positions], self.normalization)
+            return
+        batches = list(torch.split(order.cpu(), batch_size))
+        reader = _BatchReader(self.images, [b.numpy() for b in batches])
+        if self.workers == 0:
+            pixels_per_batch = (torch.from_numpy(reader.pixels(k)) for k in range(len(batches)))
+        else:
+            pixels_per_batch = torch.utils.data.DataLoader(
+                reader, batch_size=None, shuffle=False, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", prefetch_factor=4, persistent_workers=False)
+        for positions, pixels in zip(batches, pixels_per_batch):
+            pixels = pixels.to(self.device, non_blocking=True)
+            yield positions.to(self.device), self.images.normalize(pixels, self.normalization)
+
+    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iterate(torch.arange(len(self)), batch_size)
+
+
+class LabelledBatches:
+    """(normalized images, labels, sample ids) in data order, read batch by batch: scoring's input.
+
+    Sample ids start at ``first_id`` (the test set's follow the training set's, so that no two samples
+    share probes). ``num_samples`` lets the scorer report its progress.
+    """
+
+    def __init__(self, images: ImageSet, labels: np.ndarray, batch_size: int, first_id: int = 0):
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.images, self.labels = images, torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.batch_size, self.first_id = batch_size, first_id
+        self.num_samples = len(images)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.num_samples, self.batch_size):
+            positions = np.arange(start, min(start + self.batch_size, self.num_samples))
+            x = self.images.normalize(torch.from_numpy(self.images.pixels(positions)))
+            yield x, self.labels[positions], torch.from_numpy(positions + self.first_id)
