@@ -37,10 +37,14 @@ rule crossval:
     params:
         folds=BASELINES["cv_folds"],
         seed=lambda w: int(w.seed),
-        model_name=config["train"]["model"],
+        model_name=recipe("model"),
         device=config["train"]["device"],
-        recipe=TRAIN_RECIPE,
-        code=source_digest("data", "models", "training", "baselines", "io", "stages"),
+        placement=config["train"]["placement"],
+        loader_workers=config["train"]["loader_workers"],
+        recipe=extra_training,
+        code=source_digest(
+            "data", "batches", "models", "training", "baselines", "io", "stages"
+        ),
     script:
         "../scripts/crossval.py"
 
@@ -78,10 +82,14 @@ rule ssft:
         gpu=1,
     params:
         seed=lambda w: int(w.seed),
-        model_name=config["train"]["model"],
+        model_name=recipe("model"),
         device=config["train"]["device"],
-        recipe=TRAIN_RECIPE,
-        code=source_digest("data", "models", "training", "baselines", "io", "stages"),
+        placement=config["train"]["placement"],
+        loader_workers=config["train"]["loader_workers"],
+        recipe=extra_training,
+        code=source_digest(
+            "data", "batches", "models", "training", "baselines", "io", "stages"
+        ),
     script:
         "../scripts/ssft.py"
 

@@ -1,6 +1,11 @@
 # Paths, wildcards and target lists shared by every rule file.
 
-from memorization_curvature.config import rate_label, scored_epochs
+from memorization_curvature.config import (
+    rate_label,
+    run_epochs,
+    scored_epochs,
+    training_recipe,
+)
 from memorization_curvature.provenance import source_digest
 
 # A run's variant: noise{rate} (labels corrupted at random) or dup{copies} (images replaced by
@@ -12,23 +17,25 @@ VARIANTS = [f"noise{rate_label(r)}" for r in config["noise_rates"]] + [
     f"dup{copies}" for copies in config["injected_duplicates"]
 ]
 
-EPOCHS = config["train"]["epochs"]
-# The training recipe, for the rules that train extra models (cross-validation, SSFT).
-TRAIN_RECIPE = {
-    key: config["train"][key]
-    for key in (
-        "epochs",
-        "batch_size",
-        "lr",
-        "momentum",
-        "weight_decay",
-        "lr_milestones",
-        "lr_gamma",
-        "augment_shift",
-        "augment_flip",
-        "bf16",
-    )
-}
+# Each dataset trains with its own recipe (recipes.<dataset>, overridden by keys under train).
+RECIPES = {d: training_recipe(config, d) for d in config["datasets"]}
+EPOCHS = run_epochs(config)
+
+
+def recipe(key):
+    """A params function: the value of ``key`` in the recipe of the job's dataset."""
+    return lambda wildcards: RECIPES[wildcards.dataset][key]
+
+
+def extra_training(wildcards):
+    """The recipe of the rules that train extra models (cross-validation, SSFT)."""
+    keys = [k for k in RECIPES[wildcards.dataset] if k != "model"]
+    return {
+        **{k: RECIPES[wildcards.dataset][k] for k in keys},
+        "bf16": config["train"]["bf16"],
+    }
+
+
 BASELINES = config["baselines"]
 SCORED_EPOCHS = scored_epochs(EPOCHS, config["curvature"]["score_every"])
 

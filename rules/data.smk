@@ -8,6 +8,7 @@ rule prepare:
         "logs/{dataset}/prepare.log",
     conda:
         "../envs/memcurv.yaml"
+    threads: config["data"]["threads"]
     params:
         test_fraction=config["data"]["test_fraction"],
         split_seed=config["data"]["split_seed"],

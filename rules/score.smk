@@ -27,7 +27,7 @@ rule score:
         batch_size=config["curvature"]["batch_size"],
         device=config["curvature"]["device"],
         score_test=config["figures"]["dynamics"],
-        code=source_digest("data", "models", "curvature", "io", "stages"),
+        code=source_digest("data", "batches", "models", "curvature", "io", "stages"),
     script:
         "../scripts/score.py"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memorization_curvature.config import ConfigError, scored_epochs, validate_config
+from memorization_curvature.config import (ConfigError, run_epochs, scored_epochs, training_recipe,
+                                           validate_config)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -26,6 +27,9 @@ BAD = [
     ({"seeds": [0, 0]}, "seeds"),
     ({"seeds": [1.5]}, "seeds[0]"),
     ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"recipes": {"cifar10": {"lr": -1}}}, "recipes.cifar10.lr"),
+    ({"recipes": {"cifar10": {"learning_rate": 0.1}}}, "recipes.cifar10.learning_rate"),
+    ({"recipes": {"imagenet": {}}}, "recipes.imagenet"),
     ({"train": {"epochs": "ten"}}, "train.epochs"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"train": {"model": "resnet1000"}}, "train.model"),
@@ -60,7 +64,34 @@ def test_default_config_is_valid():
 def test_defaults_are_filled_in():
     config = validate_config({"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0]}, SCHEMA)
     assert config["curvature"]["n_probes"] == 10 and config["curvature"]["h"] == 0.001
-    assert config["train"]["epochs"] == DEFAULT["train"]["epochs"]
+    assert config["recipes"] == DEFAULT["recipes"]  # config.yaml shows the built-in recipes as they are
+
+
+def test_each_dataset_defaults_to_its_own_recipe():
+    config = validate_config(merged({"datasets": ["cifar10"], "data": {"download": True}}), SCHEMA)
+    cifar = training_recipe(config, "cifar10")
+    assert (cifar["model"], cifar["epochs"], cifar["lr"], cifar["batch_size"]) == ("resnet18_cifar", 200, 0.1, 128)
+    assert cifar["weight_decay"] == 1e-4 and cifar["augment_shift"] == 4 and cifar["augment_flip"] is True
+    digits = training_recipe(validate_config(merged({}), SCHEMA), "digits")
+    assert (digits["model"], digits["epochs"], digits["augment_flip"]) == ("small_cnn", 12, False)
+
+
+def test_train_keys_override_every_recipe_and_partial_recipes_keep_the_rest():
+    config = validate_config(merged({"datasets": ["mnist", "cifar100"], "data": {"download": True},
+                                     "train": {"weight_decay": 0},
+                                     "recipes": {"cifar100": {"lr": 0.05}}}), SCHEMA)
+    assert training_recipe(config, "mnist")["weight_decay"] == 0
+    assert training_recipe(config, "cifar100")["weight_decay"] == 0
+    assert training_recipe(config, "cifar100")["lr"] == 0.05 and training_recipe(config, "mnist")["lr"] == 0.1
+    assert training_recipe(config, "cifar100")["batch_size"] == 128  # the default's other keys stay
+
+
+def test_datasets_with_different_epochs_are_refused():
+    with pytest.raises(ConfigError, match=r"train.epochs: .*digits 12, cifar10 200"):
+        validate_config(merged({"datasets": ["digits", "cifar10"], "data": {"download": True}}), SCHEMA)
+    config = validate_config(merged({"datasets": ["digits", "cifar10"], "data": {"download": True},
+                                     "train": {"epochs": 5}}), SCHEMA)
+    assert run_epochs(config) == 5
 
 
 def test_numbers_written_as_text_are_read_as_numbers():

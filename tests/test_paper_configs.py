@@ -34,3 +34,13 @@ def test_paper_config_dry_run(tmp_path, config):
 
 def test_every_paper_dataset_has_a_config():
     assert {c.stem for c in CONFIGS} == {"cifar10", "cifar100", "mnist", "fashion_mnist"}
+
+
+def test_a_train_key_on_the_command_line_overrides_the_paper_recipe(tmp_path):
+    # the paper's no-weight-decay runs, or a short trial: --config merges into the recipe, key by key
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    write_cifar10(tmp_path / "data")
+    out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "configs/paper/cifar10.yaml"),
+                    "--config", "train={epochs: 3, weight_decay: 0}", "seeds=[1]", "noise_rates=[0.1]")
+    counts = job_counts(out)
+    assert counts["train"] == 1 and counts["score"] == 3

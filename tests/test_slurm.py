@@ -14,8 +14,9 @@ import torch
 from workflow_helpers import REPO, snakemake, write_config
 
 SETUP = REPO / ".ci" / "slurm_local.sh"
+# data.threads: 1, as the test node has 2 CPUs and a job asking for more than a node has pends forever
 CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 2, "threads": 1},
-          "curvature": {"n_probes": 2}}
+          "data": {"threads": 1}, "curvature": {"n_probes": 2}}
 RUN = "results/digits/noise0.1/seed0"
 TARGET = f"{RUN}/curvature.csv"
 

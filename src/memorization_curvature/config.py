@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,9 @@ def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> None:
         if key not in config and "default" in sub:
             config[key] = sub["default"]
         if isinstance(config.get(key), dict):
+            if isinstance(sub.get("default"), dict):  # a partly given object keeps the default's other keys
+                for name, value in sub["default"].items():
+                    config[key].setdefault(name, copy.deepcopy(value))
             _fill_defaults(config[key], sub)
 
 
@@ -120,14 +124,52 @@ DATA_FILES = {
 }
 
 
-def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
+# The keys of a training recipe: set per dataset under ``recipes``; one given under ``train`` wins
+# for every dataset (the user's explicit choice over the dataset's default).
+RECIPE_KEYS = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_gamma",
+               "augment_shift", "augment_flip")
+
+
+def training_recipe(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The recipe ``dataset`` trains with: ``recipes.<dataset>`` overridden by recipe keys under ``train``."""
+    recipe = dict(config.get("recipes", {}).get(dataset, {}))
+    recipe.update({key: config["train"][key] for key in RECIPE_KEYS if key in config["train"]})
+    return recipe
+
+
+def run_epochs(config: dict[str, Any]) -> int:
+    """Training epochs of every run (checked by validate_config to be the same for all datasets)."""
+    return training_recipe(config, config["datasets"][0])["epochs"]
+
+
+def _recipe_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
-    epochs, every = config["train"]["epochs"], config["curvature"]["score_every"]
+    recipes = {d: training_recipe(config, d) for d in config["datasets"]}
+    for dataset, recipe in recipes.items():
+        missing = [key for key in RECIPE_KEYS if key not in recipe]
+        if missing:
+            problems.append((f"recipes.{dataset}", f"lacks {', '.join(missing)}; expected every recipe key, in "
+                                                   f"recipes.{dataset} or under train"))
+    if problems:
+        return problems
+    epochs = {d: r["epochs"] for d, r in recipes.items()}
+    if len(set(epochs.values())) > 1:
+        listed = ", ".join(f"{d} {e}" for d, e in epochs.items())
+        problems.append(("train.epochs", f"the datasets train for different epochs ({listed}); expected one number "
+                                         "for all datasets of a run: set train.epochs, or run them separately"))
+        return problems
+    epochs = run_epochs(config)
+    every = config["curvature"]["score_every"]
     if every > epochs:
-        problems.append(("curvature.score_every", f"{every} is larger than train.epochs ({epochs}); expected <= {epochs}"))
+        problems.append(("curvature.score_every", f"{every} is larger than the epochs ({epochs}); expected <= {epochs}"))
     if config["baselines"]["el2n_epoch"] > epochs and "el2n" in config["baselines"]["history"]:
-        problems.append(("baselines.el2n_epoch", f"{config['baselines']['el2n_epoch']} is larger than train.epochs "
+        problems.append(("baselines.el2n_epoch", f"{config['baselines']['el2n_epoch']} is larger than the epochs "
                                                  f"({epochs}); expected <= {epochs}"))
+    return problems
+
+
+def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = _recipe_checks(config)
     root = Path(config["data"]["root"])
     for dataset in config["datasets"]:
         missing = [f for f in DATA_FILES.get(dataset, []) if not (root / f).exists()]
