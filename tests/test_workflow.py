@@ -237,6 +237,19 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
     assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}
 
 
+@pytest.mark.parametrize("dataset,changes_digits", [("cifar10", False), ("digits", True)])
+def test_a_recipe_change_reruns_training_of_its_dataset_only(workdir, dataset, changes_digits):
+    write_config(workdir, {**TINY, "recipes": {dataset: {"lr": 0.02}}})
+    try:
+        counts = rule_counts(planned_jobs(workdir))
+    finally:
+        write_config(workdir, TINY)
+    if changes_digits:
+        assert counts["train"] == 1 and counts["score"] == EPOCHS and counts["crossval"] == 1
+    else:
+        assert counts == {}
+
+
 @pytest.mark.parametrize("key,value,new_run", [("seeds", [0, 1], "noise0.1/seed1/"),
                                                 ("noise_rates", [0.1, 0.2], "noise0.2/seed0/")])
 def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
