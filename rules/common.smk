@@ -29,11 +29,8 @@ def recipe(key):
 
 def extra_training(wildcards):
     """The recipe of the rules that train extra models (cross-validation, SSFT)."""
-    keys = [k for k in RECIPES[wildcards.dataset] if k != "model"]
-    return {
-        **{k: RECIPES[wildcards.dataset][k] for k in keys},
-        "bf16": config["train"]["bf16"],
-    }
+    recipe = {k: v for k, v in RECIPES[wildcards.dataset].items() if k != "model"}
+    return {**recipe, "bf16": config["train"]["bf16"]}
 
 
 BASELINES = config["baselines"]

@@ -15,6 +15,7 @@ Networks always see :func:`normalize` of the raw images: ``(image / pixel_max - 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -175,24 +176,20 @@ def _image_folder(path: str, image_size: int, workers: int = 1, scratch: str | N
     files = [file for file, _ in dataset.samples]
     images = new_image_array((len(files), 3, image_size, image_size), scratch, name)
     chunks = [files[i : i + _CHUNK] for i in range(0, len(files), _CHUNK)]
-    tasks = [(chunk, image_size) for chunk in chunks]
+    decode = functools.partial(_load_images, image_size=image_size)
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(chunks) > 1:
             import multiprocessing
 
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
-            decoded = pool.imap(_load_chunk, tasks)
+            decoded = pool.imap(decode, chunks)
         else:
-            decoded = map(_load_chunk, tasks)
+            decoded = map(decode, chunks)
         for k, block in enumerate(decoded):
             images[k * _CHUNK : k * _CHUNK + len(block)] = block
             if len(chunks) >= 20 and (k + 1) % (len(chunks) // 10) == 0:
                 log.info("%s: decoded %d/%d images", path, min((k + 1) * _CHUNK, len(files)), len(files))
     return images, np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes)
-
-
-def _load_chunk(task: tuple[list[str], int]) -> np.ndarray:
-    return _load_images(*task)
 
 
 def _take(images: np.ndarray, index: np.ndarray, scratch: str | None, name: str) -> np.ndarray:
