@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 from typing import Iterable, Iterator
 
 import torch
@@ -44,30 +45,72 @@ log = logging.getLogger(__name__)
 
 FORMS = ("paper", "official")
 METHODS = ("finite_difference", "hvp")
-_MASK64 = (1 << 64) - 1
+_MASK32 = 0xFFFFFFFF
+_BITS = 32  # probe entries drawn from one 32-bit hash word
 
 
-def _probe_seed(seed: int, sample_id: int) -> int:
-    """A well-mixed 63-bit seed for one sample's probes (SplitMix64 of seed and sample id)."""
-    z = (seed * 0x9E3779B97F4A7C15 + sample_id + 1) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (z ^ (z >> 31)) >> 1
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32, exactly, for int64 ``x`` in [0, 2**32) and a 32-bit constant ``c``.
 
-
-def rademacher_probes(sample_ids: torch.Tensor, n_probes: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """Probes v with entries +-1, shape (B, n_probes, *shape), float32 on the CPU.
-
-    Sample ``i``'s probes depend only on ``(seed, sample_ids[i])``, never on the batch it is in, so a
-    score does not change with the batch size or the order of the data.
+    A constant of 2**31 or more is applied as its two 16-bit halves, so that no intermediate
+    exceeds 2**63: int64 never overflows, and every backend computes the same bits.
     """
-    probes = torch.empty((len(sample_ids), n_probes, *shape), dtype=torch.float32)
-    generator = torch.Generator()
-    for row, sample_id in enumerate(sample_ids.tolist()):
-        generator.manual_seed(_probe_seed(seed, int(sample_id)))
-        bits = torch.randint(0, 2, (n_probes, *shape), generator=generator, dtype=torch.int8)
-        probes[row] = bits.to(torch.float32).mul_(2).sub_(1)
-    return probes
+    if c < 2**31:
+        return (x * c) & _MASK32
+    low, high = c & 0xFFFF, c >> 16
+    return (x * low + (((x * high) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash with full avalanche (C. Wellons' "lowbias32"), elementwise on int64."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def probe_keys(sample_ids: torch.Tensor, n_probes: int, seed: int, first: int = 0) -> torch.Tensor:
+    """Two 32-bit keys per (sample, probe), int64 (B, n_probes, 2): a hash of (seed, id, probe number).
+
+    Computed once per batch, on the device of ``sample_ids``; :func:`probes_from_keys` expands them.
+    """
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    ids = sample_ids.to(torch.int64)[:, None]
+    number = torch.arange(first, first + n_probes, device=ids.device, dtype=torch.int64)[None, :]
+    key = _mix32(((ids >> 32) & _MASK32) ^ 0x243F6A88)
+    key = _mix32(key ^ (ids & _MASK32))
+    key = _mix32(key ^ (seed & _MASK32))
+    key = _mix32(key ^ (seed >> 32))
+    key = _mix32(key ^ number)  # (B, n)
+    return torch.stack((key, _mix32(key ^ 0x85A308D3)), -1)
+
+
+def probes_from_keys(keys: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The +-1 probes (B, p, *shape) of the keys (B, p, 2) of :func:`probe_keys`, on their device.
+
+    Entry j of a probe is bit j % 32 of the hash of (its keys, j // 32): 32 entries per hash.
+    """
+    size = math.prod(shape)
+    words = torch.arange(-(-size // _BITS), device=keys.device, dtype=torch.int64)
+    shifts = torch.arange(_BITS, device=keys.device, dtype=torch.int64)
+    hashed = _mix32(_mix32(words ^ keys[..., :1]) ^ keys[..., 1:])  # (B, p, words)
+    bits = ((hashed[..., None] >> shifts) & 1).flatten(2)[..., :size]
+    return bits.to(dtype).mul_(2).sub_(1).reshape(*keys.shape[:2], *shape)
+
+
+def rademacher_probes(sample_ids: torch.Tensor, n_probes: int, shape: tuple[int, ...], seed: int, *,
+                      first: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Probes number ``first`` to ``first + n_probes - 1`` of each sample: entries exactly +-1, shape
+    (B, n_probes, *shape), on the device of ``sample_ids``.
+
+    Counter-based: entry j of probe k of sample i is a pure integer function of (seed,
+    sample_ids[i], k, j), evaluated with tensor operations where the scoring runs. A sample's probes
+    therefore never depend on the batch it is in, the order of the data or how many probes are made
+    at once, and they are the same bits on the CPU and on CUDA.
+    """
+    return probes_from_keys(probe_keys(sample_ids, n_probes, seed, first), shape, dtype)
 
 
 @contextlib.contextmanager
@@ -131,17 +174,26 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, create_gr
 
 
 def _batches(
-    data: torch.Tensor | Iterable, labels: torch.Tensor | None, sample_ids: torch.Tensor | None, batch_size: int
+    data: torch.Tensor | Iterable, labels: torch.Tensor | None, sample_ids: torch.Tensor | None, batch_size: int,
+    device: torch.device,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(x, y, ids) batches from tensors, or from an iterable (a DataLoader) of (x, y) or (x, y, ids)."""
+    """(x, y, ids) batches from tensors, or from an iterable (a DataLoader) of (x, y) or (x, y, ids).
+
+    Default ids are made on ``device`` (no per-batch copy); batches already on the device (the
+    workflow's :class:`memorization_curvature.batches.LabelledBatches`) pass through untouched.
+    """
     if isinstance(data, torch.Tensor):
         if labels is None:
             raise ValueError("labels are required when data is a tensor")
         if len(data) != len(labels):
             raise ValueError(f"inputs and labels differ in length: {len(data)} vs {len(labels)}")
-        ids = torch.arange(len(data)) if sample_ids is None else torch.as_tensor(sample_ids)
+        if sample_ids is None:
+            ids = torch.arange(len(data), device=device)
+        else:
+            ids = torch.as_tensor(sample_ids).to(device)
         if len(ids) != len(data):
             raise ValueError(f"sample_ids has {len(ids)} entries for {len(data)} inputs")
+        labels = torch.as_tensor(labels).to(device)
         for start in range(0, len(data), batch_size):
             stop = start + batch_size
             yield data[start:stop], labels[start:stop], ids[start:stop]
@@ -151,37 +203,38 @@ def _batches(
     seen = 0
     for batch in data:
         x, y, *rest = batch
-        ids = torch.as_tensor(rest[0]) if rest else torch.arange(seen, seen + len(x))
+        ids = torch.as_tensor(rest[0]) if rest else torch.arange(seen, seen + len(x), device=device)
         seen += len(x)
         yield x, y, ids
 
 
-def _score_batch(model, x, y, probes, *, h, form, method, probes_per_pass):
-    """Curvature of one batch; ``probes`` (B, n, ...) already on x's device and dtype."""
-    n = probes.shape[1]
+def _score_batch(model, x, y, ids, *, n_probes, seed, h, form, method, probes_per_pass):
+    """Curvature of one batch, on x's device and dtype; the probes are made there, a chunk at a time."""
+    keys = probe_keys(ids, n_probes, seed)  # (B, n, 2): all that is kept of the n probes
+    shape = tuple(x.shape[1:])
     total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
 
     def accumulate(diff_sq: torch.Tensor) -> None:  # (B, p) squared norms of the gradient differences
-        nonlocal total
-        total = total + (diff_sq if form == "paper" else diff_sq.sqrt()).sum(1)
+        total.add_((diff_sq if form == "paper" else diff_sq.sqrt()).sum(1))
 
     if method == "hvp":
         grad, x_leaf = input_gradient(model, x, y, create_graph=True)
-        for k in range(n):
-            (hv,) = torch.autograd.grad(grad, x_leaf, grad_outputs=probes[:, k], retain_graph=k < n - 1)
+        for k in range(n_probes):
+            v = probes_from_keys(keys[:, k : k + 1], shape, x.dtype)[:, 0]
+            (hv,) = torch.autograd.grad(grad, x_leaf, grad_outputs=v, retain_graph=k < n_probes - 1)
             accumulate((h * hv).pow(2).flatten(1).sum(1, keepdim=True))
-        return total / n
+        return total / n_probes
     clean, _ = input_gradient(model, x, y)
     clean = clean.flatten(1)[:, None]  # (B, 1, D)
-    for k0 in range(0, n, probes_per_pass):
-        v = probes[:, k0 : k0 + probes_per_pass]  # (B, p, ...)
+    for k0 in range(0, n_probes, probes_per_pass):
+        v = probes_from_keys(keys[:, k0 : k0 + probes_per_pass], shape, x.dtype)  # (B, p, ...)
         p = v.shape[1]
-        shifted = (x[:, None] + h * v).flatten(0, 1)  # (B * p, ...), sample-major
+        shifted = v.mul_(h).add_(x[:, None]).flatten(0, 1)  # x + h v, (B * p, ...), sample-major
         if shifted.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
             shifted = shifted.contiguous(memory_format=torch.channels_last)
-        grad, _ = input_gradient(model, shifted, y.repeat_interleave(p))
+        grad, _ = input_gradient(model, shifted, y.repeat_interleave(p) if p > 1 else y)
         accumulate((grad.reshape(len(x), p, -1) - clean).pow(2).sum(-1))
-    return total / n
+    return total / n_probes
 
 
 def curvature_scores(
@@ -251,29 +304,41 @@ def curvature_scores(
     if fold_bn:
         model = fold_batchnorm(model)
     total_samples = len(data) if isinstance(data, torch.Tensor) else getattr(data, "num_samples", None)
-    chunks: list[torch.Tensor] = []
-    done = 0
+    chunks: list[torch.Tensor] = []  # stay on the device until the end: no synchronisation per batch
     next_report = 0.1
     with frozen_eval(model), strict_float32():
         if channels_last:
             model.to(memory_format=torch.channels_last)
         try:
-            for x, y, ids in _batches(data, labels, sample_ids, batch_size):
-                x = x.to(device=device, dtype=dtype)
-                if channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = y.to(device=device, dtype=torch.long)
-                probes = rademacher_probes(ids, n_probes, tuple(x.shape[1:]), seed).to(device=device, dtype=dtype)
-                scores = _score_batch(model, x, y, probes, h=h, form=form, method=method,
-                                      probes_per_pass=probes_per_pass)
-                chunks.append(scores.detach().to("cpu", torch.float64))
-                done += len(x)
+            batches = _batches(data, labels, sample_ids, batch_size, device)
+            for scores in score_batches(model, batches, device=device, dtype=dtype, channels_last=channels_last,
+                                        n_probes=n_probes, seed=seed, h=h, form=form, method=method,
+                                        probes_per_pass=probes_per_pass):
+                chunks.append(scores)
+                done = sum(len(c) for c in chunks)
                 if total_samples and done / total_samples >= next_report:
-                    log.info("scored %d/%d samples", done, total_samples)
+                    log.info("scored %d/%d samples", done, total_samples)  # queued on a GPU: no wait here
                     next_report = done / total_samples + 0.1
         finally:
             if channels_last:
                 model.to(memory_format=torch.contiguous_format)
     if total_samples is None:
-        log.info("scored %d samples", done)
-    return torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.float64)
+        log.info("scored %d samples", sum(len(c) for c in chunks))
+    return torch.cat(chunks).to("cpu", torch.float64) if chunks else torch.empty(0, dtype=torch.float64)
+
+
+def score_batches(model: nn.Module, batches: Iterable, *, device: torch.device, dtype: torch.dtype,
+                  channels_last: bool, **options) -> Iterator[torch.Tensor]:
+    """The per-batch loop of :func:`curvature_scores`: the scores of each (x, y, ids) batch, left on
+    the device. Nothing here waits for the device or copies to it what is already there.
+
+    ``model`` is prepared by the caller (eval mode, frozen, folded); ``options``: n_probes, seed, h,
+    form, method, probes_per_pass.
+    """
+    for x, y, ids in batches:
+        x = x.to(device=device, dtype=dtype, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = y.to(device=device, dtype=torch.long, non_blocking=True)
+        ids = ids.to(device=device, non_blocking=True)
+        yield _score_batch(model, x, y, ids, **options).detach()
