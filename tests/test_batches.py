@@ -84,3 +84,27 @@ def test_scoring_batches_carry_labels_and_ids(digits_file):
     assert torch.cat([b[2] for b in batches]).tolist() == list(range(1000, 1000 + len(labels)))
     with pytest.raises(ValueError, match="3 labels"):
         LabelledBatches(ImageSet.of(prepared, "test"), labels[:3], 100)
+
+
+def test_a_mapped_image_set_pickles_as_its_file_not_its_pixels(digits_file):
+    import pickle
+
+    images = ImageSet.of(mapped(digits_file)).subset(np.arange(10, 300))
+    blob = pickle.dumps(images)
+    assert len(blob) < images.images.nbytes / 10  # the file's name and layout, and the index: not the pixels
+    copy = pickle.loads(blob)
+    assert isinstance(copy.images, np.memmap) and copy.images.filename == images.images.filename
+    assert np.array_equal(copy.pixels(np.arange(len(copy))), images.pixels(np.arange(len(images))))
+    in_memory = ImageSet(np.array(images.images), images.mean, images.std, images.pixel_max)
+    assert len(pickle.dumps(in_memory)) > in_memory.images.nbytes  # arrays in memory still travel whole
+
+
+def test_streaming_under_the_spawn_start_method(digits_file):
+    # spawned workers get the pickled reader: with a memory map they open the file themselves
+    images = ImageSet.of(mapped(digits_file)).subset(np.arange(3, 203))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
+    held = list(DeviceImages(images, torch.device("cpu"), "device").iterate(order, 50))
+    spawned = list(DeviceImages(images, torch.device("cpu"), "stream", workers=2, context="spawn").iterate(order, 50))
+    assert len(spawned) == 4
+    for (p1, x1), (p2, x2) in zip(held, spawned):
+        assert torch.equal(p1, p2) and torch.equal(x1, x2)

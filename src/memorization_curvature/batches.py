@@ -5,13 +5,20 @@ of the transfers of float32. A dataset whose pixels fit (by default: at most hal
 memory; CIFAR-10 takes 150 MB) is copied to the device once and batches are gathered there. A larger
 one (ImageNet at full size) is read batch by batch from the memory-mapped prepared file by DataLoader
 worker processes, in pinned memory, a few batches ahead of the network.
+
+Nothing in the per-batch path waits for the device or copies fresh host data to it, except the
+streamed pixels themselves: batch positions are slices of an order that went to the device once per
+pass, and augmentation is read from per-sample parameters drawn once per epoch (see
+:mod:`memorization_curvature.training`). Held images are gathered, augmented and normalized a chunk of
+batches at a time, so a small batch costs the host a slice, not a dozen operations.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +42,21 @@ class ImageSet:
         self.std = np.asarray(std, dtype=np.float32)
         self.pixel_max = float(pixel_max)
         self.index = np.arange(len(images)) if index is None else np.asarray(index, dtype=np.int64)
+
+    def __getstate__(self) -> dict:
+        # a memory map pickles as a full copy of its data: send its file's name and layout instead, so
+        # that a loader worker started by spawn or forkserver maps the file itself
+        state = dict(self.__dict__)
+        if isinstance(self.images, np.memmap) and isinstance(self.images.base, mmap.mmap):
+            order = "F" if self.images.flags.f_contiguous and not self.images.flags.c_contiguous else "C"
+            state["images"] = _MappedFile(self.images.filename, self.images.offset, self.images.shape,
+                                          self.images.dtype.str, order)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], _MappedFile):
+            state["images"] = state["images"].open()
+        self.__dict__.update(state)
 
     @classmethod
     def of(cls, prepared, which: str = "train") -> "ImageSet":
@@ -72,6 +94,20 @@ class ImageSet:
         return (pixels.to(torch.float32) / scale - mean) / std
 
 
+class _MappedFile(NamedTuple):
+    """Where a memory-mapped array lives, to map it again in another process."""
+
+    filename: str
+    offset: int
+    shape: tuple
+    dtype: str
+    order: str
+
+    def open(self) -> np.memmap:
+        return np.memmap(self.filename, dtype=np.dtype(self.dtype), mode="r", offset=self.offset, shape=self.shape,
+                         order=self.order)
+
+
 def _free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -97,71 +133,100 @@ class _BatchReader(torch.utils.data.Dataset):
         return self.images.pixels(self.batches[k])
 
 
+# Held images are prepared this many bytes of float32 at a time (a chunk of whole batches).
+CHUNK_BYTES = 64 << 20
+Augment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (uint8 pixels, positions) -> pixels
+
+
 class DeviceImages:
     """An :class:`ImageSet` served to ``device`` in batches of normalized float32 images.
 
     ``placement``: ``device`` copies all pixels to the device once; ``stream`` reads each batch from
-    the (memory-mapped) array in ``workers`` background processes; ``auto`` picks ``device`` when the
-    pixels take at most half the device's free memory.
+    the (memory-mapped) array in ``workers`` background processes (``context``: their start method,
+    default the platform's); ``auto`` picks ``device`` when the pixels take at most half the device's
+    free memory.
     """
 
-    def __init__(self, images: ImageSet, device: torch.device, placement: str = "auto", workers: int = 2):
+    def __init__(self, images: ImageSet, device: torch.device, placement: str = "auto", workers: int = 2,
+                 context: str | None = None):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
-        self.images, self.device, self.workers = images, device, workers
+        self.images, self.device, self.workers, self.context = images, torch.device(device), workers, context
         if placement == "auto":
-            placement = "device" if images.nbytes <= _free_bytes(device) // 2 else "stream"
+            placement = "device" if images.nbytes <= _free_bytes(self.device) // 2 else "stream"
         self.placement = placement
-        self.normalization = images.normalization(device)
+        self.normalization = images.normalization(self.device)
         self.resident = None
         if placement == "device":
-            self.resident = torch.from_numpy(images.pixels(np.arange(len(images)))).to(device)
+            self.resident = torch.from_numpy(images.pixels(np.arange(len(images)))).to(self.device)
         log.info("%d images (%.1f MB of pixels): %s", len(images), images.nbytes / 1e6,
                  "held on the device" if self.resident is not None else f"streamed by {workers} worker(s)")
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def iterate(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(positions on the device, normalized images) for consecutive ``batch_size`` slices of ``order``."""
-        order = order.to(self.device)
+    def _chunk(self, batch_size: int) -> int:
+        """Samples prepared at once from held images: whole batches, about CHUNK_BYTES of float32."""
+        sample_bytes = 4 * int(np.prod(self.images.images.shape[1:]))
+        return batch_size * max(1, min(64, CHUNK_BYTES // (sample_bytes * batch_size)))
+
+    def iterate(self, order: torch.Tensor, batch_size: int, augment: Augment | None = None,
+                memory_format: torch.memory_format = torch.contiguous_format
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(positions on the device, normalized images in ``memory_format``) for consecutive
+        ``batch_size`` slices of ``order``; ``augment`` transforms the uint8 pixels of each batch
+        (given their positions) first."""
+        on_device = order.to(self.device)  # once per pass
         if self.resident is not None:
-            for start in range(0, len(order), batch_size):
-                positions = order[start : start + batch_size]
-                yield positions, self.images.normalize(self.resident[positions], self.normalization)
+            chunk = self._chunk(batch_size)
+            for start in range(0, len(order), chunk):
+                positions = on_device[start : start + chunk]
+                pixels = self.resident[positions]
+                if augment is not None:
+                    pixels = augment(pixels, positions)
+                x = self.images.normalize(pixels, self.normalization).contiguous(memory_format=memory_format)
+                for offset in range(0, len(positions), batch_size):  # views: no work per batch
+                    yield positions[offset : offset + batch_size], x[offset : offset + batch_size]
             return
-        batches = list(torch.split(order.cpu(), batch_size))
+        host_order = order.cpu()  # once per pass
+        batches = list(torch.split(host_order, batch_size))
         reader = _BatchReader(self.images, [b.numpy() for b in batches])
         if self.workers == 0:
             pixels_per_batch = (torch.from_numpy(reader.pixels(k)) for k in range(len(batches)))
         else:
             pixels_per_batch = torch.utils.data.DataLoader(
                 reader, batch_size=None, shuffle=False, num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", prefetch_factor=4, persistent_workers=False)
-        for positions, pixels in zip(batches, pixels_per_batch):
+                pin_memory=self.device.type == "cuda", prefetch_factor=4, persistent_workers=False,
+                multiprocessing_context=self.context)
+        for start, pixels in zip(range(0, len(order), batch_size), pixels_per_batch):
+            positions = on_device[start : start + batch_size]
             pixels = pixels.to(self.device, non_blocking=True)
-            yield positions.to(self.device), self.images.normalize(pixels, self.normalization)
+            if augment is not None:
+                pixels = augment(pixels, positions)
+            yield positions, self.images.normalize(pixels, self.normalization).contiguous(memory_format=memory_format)
 
     def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.iterate(torch.arange(len(self)), batch_size)
+        return self.iterate(torch.arange(len(self), device=self.device), batch_size)
 
 
 class LabelledBatches:
-    """(normalized images, labels, sample ids) in data order, read batch by batch: scoring's input.
+    """(normalized images, labels, sample ids) in data order, all on ``device``: scoring's input.
 
-    Sample ids start at ``first_id`` (the test set's follow the training set's, so that no two samples
-    share probes). ``num_samples`` lets the scorer report its progress.
+    The images reach the device as uint8 and are normalized there (:class:`DeviceImages`, with its
+    ``placement`` and ``workers``). Sample ids start at ``first_id`` (the test set's follow the
+    training set's, so that no two samples share probes). ``num_samples`` lets the scorer report its
+    progress.
     """
 
-    def __init__(self, images: ImageSet, labels: np.ndarray, batch_size: int, first_id: int = 0):
+    def __init__(self, images: ImageSet, labels: np.ndarray, batch_size: int, first_id: int = 0,
+                 device: torch.device | str = "cpu", placement: str = "auto", workers: int = 2):
         if len(labels) != len(images):
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
-        self.images, self.labels = images, torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.images = DeviceImages(images, torch.device(device), placement, workers)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.images.device)
         self.batch_size, self.first_id = batch_size, first_id
         self.num_samples = len(images)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.num_samples, self.batch_size):
-            positions = np.arange(start, min(start + self.batch_size, self.num_samples))
-            x = self.images.normalize(torch.from_numpy(self.images.pixels(positions)))
-            yield x, self.labels[positions], torch.from_numpy(positions + self.first_id)
+        for positions, x in self.images.in_order(self.batch_size):
+            yield x, self.labels[positions], positions + self.first_id

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,31 +44,89 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def augment(x: torch.Tensor, shift: int, flip: bool, pad_value: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random per-sample translation (zero-pixel padding) and horizontal flip of a batch (B, C, H, W)."""
-    if shift > 0:
-        b, c, hgt, wid = x.shape
-        padded = pad_value.view(1, c, 1, 1).expand(b, c, hgt + 2 * shift, wid + 2 * shift).clone()
-        padded[:, :, shift : shift + hgt, shift : shift + wid] = x
-        dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(hgt, device=x.device)[None, :])[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(wid, device=x.device)[None, :])[:, None, None, :]
-        batch_idx = torch.arange(b, device=x.device)[:, None, None, None]
-        chan_idx = torch.arange(c, device=x.device)[None, :, None, None]
-        x = padded[batch_idx, chan_idx, rows, cols]
-    if flip:
-        mask = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-    return x
+def draw_augmentation(n: int, config: TrainConfig, generator: torch.Generator) -> dict[str, torch.Tensor] | None:
+    """One epoch's augmentation parameters of each of ``n`` training samples (shifts dy, dx in
+    [0, 2 * shift], flips), drawn on the CPU in one go: the same on every device, copied once an epoch."""
+    if not (config.augment_shift or config.augment_flip):
+        return None
+    span = 2 * config.augment_shift + 1
+    return {
+        "dy": torch.randint(0, span, (n,), generator=generator),
+        "dx": torch.randint(0, span, (n,), generator=generator),
+        "flip": torch.randint(0, 2, (n,), generator=generator) == 1 if config.augment_flip
+        else torch.zeros(n, dtype=torch.bool),
+    }
+
+
+def augment(pixels: torch.Tensor, positions: torch.Tensor, params: dict[str, torch.Tensor], shift: int) -> torch.Tensor:
+    """Translate (black padding, as a random crop with zero padding) and flip uint8 images (B, C, H, W).
+
+    Sample b moves by (dy - shift, dx - shift) pixels and is flipped if ``flip``, with the parameters
+    of its training position ``positions[b]`` (``params`` from :func:`draw_augmentation`, on the device):
+    one gather does both.
+    """
+    b, c, height, width = pixels.shape
+    dy, dx, flip = (params[key][positions] for key in ("dy", "dx", "flip"))
+    if shift:
+        pixels = torch.nn.functional.pad(pixels, (shift, shift, shift, shift))  # zeros: black
+    columns = torch.arange(width, device=pixels.device)
+    columns = torch.where(flip[:, None], width - 1 - columns, columns) + dx[:, None]  # (B, W)
+    rows = dy[:, None] + torch.arange(height, device=pixels.device)  # (B, H)
+    samples = torch.arange(b, device=pixels.device)[:, None, None, None]
+    channels = torch.arange(c, device=pixels.device)[None, :, None, None]
+    return pixels[samples, channels, rows[:, None, :, None], columns[:, None, None, :]]
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: DeviceImages, batch_size: int = 1024) -> torch.Tensor:
     """Eval-mode logits (N, K) of ``model`` on the un-augmented ``images``, float32 on the CPU."""
     model.eval()
-    logits = [model(x).float().cpu() for _, x in images.in_order(batch_size)]
-    return torch.cat(logits) if logits else torch.empty(0, 0)
+    logits = [model(x).float() for _, x in images.in_order(batch_size)]  # one copy at the end
+    return torch.cat(logits).cpu() if logits else torch.empty(0, 0)
+
+
+def epoch_batches(train_x: DeviceImages, train_y: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+                  memory_format: torch.memory_format = torch.contiguous_format
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """An epoch's (augmented, normalized images, labels) batches in a random order, on the device.
+
+    The order and the augmentation are drawn on the CPU with ``generator`` and sent to the device
+    once; per batch nothing is copied to the device (but streamed pixels) nor read back from it.
+    """
+    device, n = train_x.device, len(train_x)
+    order = torch.randperm(n, generator=generator)
+    params = draw_augmentation(n, config, generator)
+    transform = None
+    if params is not None:
+        params = {key: value.to(device) for key, value in params.items()}
+        transform = functools.partial(augment, params=params, shift=config.augment_shift)
+    for idx, x in train_x.iterate(order, config.batch_size, augment=transform, memory_format=memory_format):
+        yield x, train_y[idx]
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_x: DeviceImages, train_y: torch.Tensor,
+                config: TrainConfig, generator: torch.Generator,
+                memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """One epoch of SGD over :func:`epoch_batches`; returns the summed training loss, on the device
+    (read once the epoch is done: the loop never waits for the device)."""
+    model.train()
+    loss_sum = torch.zeros((), device=train_x.device)
+    bf16 = train_x.device.type == "cuda" and config.bf16
+    for x, y in epoch_batches(train_x, train_y, config, generator, memory_format):
+        with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum.add_(loss.detach(), alpha=len(y))
+    return loss_sum
+
+
+def sgd(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    """The recipe's SGD; on CUDA the fused kernel (a few launches per step, not a few per tensor)."""
+    fused = device.type == "cuda" and "fused" in inspect.signature(torch.optim.SGD).parameters
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, **({"fused": True} if fused else {}))
 
 
 EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor], None]
@@ -110,11 +171,7 @@ def train(
     train_x = DeviceImages(train_images, device, placement, workers)
     test_x = DeviceImages(test_images, device, placement, workers)
     train_y = train_y.to(device)
-    # the value a black (zero) pixel has after normalization, used to pad shifted images
-    pad_value = torch.from_numpy(-train_images.mean / train_images.std).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = sgd(model, config, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
     first_epoch = 1
     if resume is not None:
@@ -126,18 +183,8 @@ def train(
     n = len(train_x)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros((), device=device)
         lr = optimizer.param_groups[0]["lr"]
-        for idx, x in train_x.iterate(order, config.batch_size):
-            x = augment(x, config.augment_shift, config.augment_flip, pad_value, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu and config.bf16):
-                loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
+        loss_sum = train_epoch(model, optimizer, train_x, train_y, config, generator, memory_format)
         scheduler.step()
         if on_gpu:
             torch.cuda.synchronize()
