@@ -68,7 +68,7 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     killed.mkdir()
     write_config(killed, CONFIG)
 
-    kill_after = random.Random().randint(1, EPOCHS - 2)
+    kill_after = random.Random(0).randint(1, EPOCHS - 2)
     run_killed_at(killed, kill_after)
     kept = sorted(int(m.group(1)) for p in (killed / RUN / ".train_resume").glob("epoch*.pt")
                   if (m := re.match(r"epoch(\d+)\.pt", p.name)))
@@ -125,3 +125,34 @@ def test_corrupted_checkpoint_is_named_and_regenerating_it_recovers(reference, t
     snakemake(tmp_path, TARGET)
     assert np.array_equal(np.load(reference / RUN / "scores/epoch2.npz")["train_curvature"],
                           np.load(tmp_path / RUN / "scores/epoch2.npz")["train_curvature"])
+
+
+def test_fingerprint_checks_inputs_without_reading_them(tmp_path, monkeypatch):
+    import builtins
+
+    from memorization_curvature import resume
+
+    data, labels = tmp_path / "data.npz", tmp_path / "labels.csv"
+    data.write_bytes(b"x" * 1000)
+    labels.write_text("index,given_label\n0,1\n")
+    params = {"model": "small_cnn", "config": {"lr": 0.01}}
+    first = resume.fingerprint(params, [data, labels], "code1")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError(f"the fingerprint opened {args[0]}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", no_reading)
+        assert resume.fingerprint(params, [data, labels], "code1") == first  # same inputs: same print
+    # the job that makes an input rewrites it: another modification time, even at the same size
+    stat = data.stat()
+    data.write_bytes(b"y" * 1000)
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert resume.fingerprint(params, [data, labels], "code1") != first
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert resume.fingerprint(params, [data, labels], "code1") == first
+    data.write_bytes(b"x" * 1001)  # another size
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert resume.fingerprint(params, [data, labels], "code1") != first
+    assert resume.fingerprint(params, [labels], "code1") != first
+    assert resume.fingerprint({**params, "config": {"lr": 0.02}}, [data, labels], "code1") != first
