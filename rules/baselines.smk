@@ -39,8 +39,6 @@ rule crossval:
         seed=lambda w: int(w.seed),
         model_name=recipe("model"),
         device=config["train"]["device"],
-        placement=config["train"]["placement"],
-        loader_workers=config["train"]["loader_workers"],
         recipe=extra_training,
         code=source_digest(
             "data", "batches", "models", "training", "baselines", "io", "stages"
@@ -84,8 +82,6 @@ rule ssft:
         seed=lambda w: int(w.seed),
         model_name=recipe("model"),
         device=config["train"]["device"],
-        placement=config["train"]["placement"],
-        loader_workers=config["train"]["loader_workers"],
         recipe=extra_training,
         code=source_digest(
             "data", "batches", "models", "training", "baselines", "io", "stages"

@@ -1,4 +1,7 @@
 # Curvature of every training sample, one job per checkpoint, then the mean over scored epochs.
+# Settings that change only speed or placement (curvature.batch_size, probes_per_pass, device,
+# threads; train.placement, loader_workers) are read from the config inside the job, not params:
+# changing them reruns nothing (memorization_curvature.config.RUNTIME_SETTINGS).
 
 
 rule score:
@@ -22,10 +25,7 @@ rule score:
         h=config["curvature"]["h"],
         form=config["curvature"]["form"],
         method=config["curvature"]["method"],
-        probes_per_pass=config["curvature"]["probes_per_pass"],
         seed=lambda w: int(w.seed),
-        batch_size=config["curvature"]["batch_size"],
-        device=config["curvature"]["device"],
         score_test=config["figures"]["dynamics"],
         code=source_digest("data", "batches", "models", "curvature", "io", "stages"),
     script:

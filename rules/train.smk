@@ -1,4 +1,7 @@
 # Training on the corrupted labels, one checkpoint per epoch as declared outputs.
+# train.placement and train.loader_workers change only how images reach the device: read from the
+# config inside the job, not params, so changing them reruns nothing. train.device stays a param:
+# on CUDA training runs in bf16 autocast, so the device changes the trained weights.
 
 
 rule train:
@@ -32,8 +35,6 @@ rule train:
         bf16=config["train"]["bf16"],
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
-        placement=config["train"]["placement"],
-        loader_workers=config["train"]["loader_workers"],
         code=source_digest(
             "data",
             "batches",

@@ -237,6 +237,88 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
     assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}
 
 
+# Settings that change speed, memory or placement only (config.RUNTIME_SETTINGS and the threads):
+# the jobs read them from the config, so a finished workflow has nothing to do after any of them.
+SPEED_ONLY = [("train", "placement", "stream"), ("train", "loader_workers", 0), ("train", "threads", 2),
+              ("curvature", "batch_size", 100), ("curvature", "probes_per_pass", 5), ("curvature", "device", "cpu"),
+              ("curvature", "threads", 2), ("data", "threads", 1)]
+
+
+def test_every_speed_setting_is_listed_here():
+    from memorization_curvature.config import RUNTIME_SETTINGS
+
+    listed = {(section, key) for section, key, _ in SPEED_ONLY}
+    assert {place for step in RUNTIME_SETTINGS.values() for place in step.values()} <= listed
+
+
+@pytest.mark.parametrize("section,key,value", SPEED_ONLY)
+def test_changing_a_speed_setting_reruns_nothing(workdir, section, key, value):
+    write_config(workdir, {**TINY, section: {**TINY.get(section, {}), key: value}})
+    try:
+        output = snakemake(workdir, "-n")
+    finally:
+        write_config(workdir, TINY)
+    assert "Nothing to be done" in output, output[-2000:]
+
+
+def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, tmp_path):
+    from memorization_curvature import stages
+
+    written = np.load(workdir / RUN / "scores/epoch3.npz")
+    inputs = [str(workdir / "results/digits/data.npz"), str(workdir / RUN / "labels.csv"),
+              str(workdir / RUN / "checkpoints/epoch3.pt")]
+    options = dict(n_probes=TINY["curvature"]["n_probes"], h=1e-3, form="paper", method="finite_difference", seed=0,
+                   score_test=True)
+    stages.score(*inputs, str(tmp_path / "other.npz"), **options, batch_size=37, probes_per_pass=3,
+                 placement="stream", loader_workers=0)
+    other = np.load(tmp_path / "other.npz")
+    for key in ("train_curvature", "test_curvature"):
+        # float32 sums in other groupings: equal to rounding, far below the spread of the scores
+        np.testing.assert_allclose(other[key], written[key], rtol=1e-4, atol=1e-6 * np.median(written[key]))
+
+
+LIGHT_STEPS = """
+import json, sys
+from memorization_curvature import stages
+run, out = sys.argv[1], sys.argv[2]
+data = "results/digits/data.npz"
+scores = [f"{run}/scores/epoch{e}.npz" for e in range(1, 5)]
+stages.corrupt(data, f"{out}/labels.csv", rate=0.1, seed=0)
+stages.average(f"{run}/labels.csv", scores, f"{out}/curvature.csv")
+stages.evaluate(f"{run}/curvature.csv", f"{run}/train_metrics.csv", f"{out}/metrics.json", dataset="digits",
+                variant="noise0.1", seed=0, epochs_scored=[1, 2, 3, 4])
+stages.aggregate([f"{run}/metrics.json"], f"{out}/auroc.csv")
+stages.plot_grids(data, f"{run}/curvature.csv", top=f"{out}/t.png", bottom=f"{out}/b.png", per_class=f"{out}/p.png",
+                  top_k=20, run_title="t")
+stages.plot_scores(f"{run}/curvature.csv", f"{run}/metrics.json", histogram=f"{out}/h.png", roc=f"{out}/r.png",
+                   run_title="t")
+stages.plot_dynamics(f"{run}/labels.csv", scores, output=f"{out}/d.png", run_title="t")
+stages.summarize("results/auroc.csv", figure=f"{out}/s.png", table=f"{out}/s.md")
+stages.history_baselines(f"{run}/labels.csv", f"{run}/train_history.npz", f"{out}/history.csv", methods=["csl", "aum"],
+                         el2n_epoch=2)
+stages.confident_learning(f"{run}/labels.csv", f"{run}/baselines/crossval_probs.npz", f"{out}/cl.csv")
+stages.compare(f"{run}/curvature.csv", [f"{out}/history.csv", f"{out}/cl.csv"], f"{out}/m.csv", f"{out}/mm.csv",
+               roc=f"{out}/mr.png", run_title="t")
+stages.methods_summary([f"{out}/mm.csv"], [{"dataset": "digits", "variant": "noise0.1", "seed": 0}],
+                       table=f"{out}/ms.csv", markdown=f"{out}/ms.md")
+stages.find_duplicates(data, f"{run}/curvature.csv", f"{out}/dup.csv", f"{out}/dups.csv", figure=f"{out}/dup.png",
+                       threshold=0.9, feature_size=8, top_k=[10], run_title="t")
+stages.compare_memorization(f"{run}/curvature.csv", "fz_scores.npz", f"{out}/fz.json", figure=f"{out}/fz.png",
+                            top_k=100, run_title="t")
+heavy = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+print(json.dumps(heavy))
+"""
+
+
+def test_light_steps_do_not_import_torch(workdir, tmp_path):
+    # every step without a network, in one fresh interpreter, on the finished run's files
+    result = subprocess.run([sys.executable, "-c", LIGHT_STEPS, str(RUN), str(tmp_path)], cwd=workdir,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert pd.read_csv(tmp_path / "m.csv")["curvature"].notna().all()  # the steps did their work
+
+
 @pytest.mark.parametrize("dataset,changes_digits", [("cifar10", False), ("digits", True)])
 def test_a_recipe_change_reruns_training_of_its_dataset_only(workdir, dataset, changes_digits):
     write_config(workdir, {**TINY, "recipes": {dataset: {"lr": 0.02}}})

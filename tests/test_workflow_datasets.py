@@ -65,7 +65,11 @@ def test_dataset_runs_through_the_workflow(workdir, name):
     # each dataset trains with its own recipe (config.yaml's recipes), here only shortened
     assert checkpoint["model_name"] == RECIPE_MODEL[name]
     table = pd.read_csv(run / "curvature.csv")
-    assert len(table) == n_train and (table["curvature"] > 0).all()
+    assert len(table) == n_train and np.isfinite(table["curvature"]).all() and (table["curvature"] >= 0).all()
+    # exactly 0 is a true value: a ReLU network whose softmax is saturated at x and x + h v, with no
+    # activation flipping in between, has the same input gradient at both (two epochs at lr 0.1 leave
+    # the tiny image-folder run so); most samples are not
+    assert (table["curvature"] > 0).mean() > 0.5
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["auroc"] <= 1
     assert (run / "figures/top_curvature.png").stat().st_size > 10_000

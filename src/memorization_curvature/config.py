@@ -179,6 +179,22 @@ def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+# Settings that change speed, memory or placement, never a result: jobs read them from the config
+# (never rule params), so changing one reruns nothing. step -> {argument of the stage: (section, key)}.
+# Thread counts travel as each rule's `threads:`, which Snakemake does not rerun for either.
+RUNTIME_SETTINGS = {
+    "train": {"placement": ("train", "placement"), "loader_workers": ("train", "loader_workers")},
+    "score": {"batch_size": ("curvature", "batch_size"), "probes_per_pass": ("curvature", "probes_per_pass"),
+              "device": ("curvature", "device"), "placement": ("train", "placement"),
+              "loader_workers": ("train", "loader_workers")},
+}
+
+
+def runtime_settings(config: dict[str, Any], step: str) -> dict[str, Any]:
+    """The speed-only settings of a step (``train`` covers every training job), as stage arguments."""
+    return {argument: config[section][key] for argument, (section, key) in RUNTIME_SETTINGS[step].items()}
+
+
 def scored_epochs(epochs: int, score_every: int) -> list[int]:
     """Epochs whose checkpoints are scored: every ``score_every``-th, counted back from the last."""
     return sorted(range(epochs, 0, -score_every))

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def detection_metrics(corrupted: np.ndarray, score: np.ndarray) -> dict[str, float | None]:
@@ -15,6 +14,8 @@ def detection_metrics(corrupted: np.ndarray, score: np.ndarray) -> dict[str, flo
     Both are ``None`` when only one class is present (no noise, or everything corrupted), where
     they are undefined.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # here: light steps skip sklearn's import
+
     corrupted = np.asarray(corrupted, dtype=bool)
     score = np.asarray(score, dtype=np.float64)
     if not np.isfinite(score).all():

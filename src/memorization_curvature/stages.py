@@ -18,10 +18,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import baselines, batches, corruption, data, figures, io, metrics
+from . import baselines, corruption, data, io, metrics
 
-# torch, and the modules built on it (curvature, models, training), are imported inside the steps
-# that need them: a light step (labels, tables, plots) then starts in a fraction of the time.
+# torch, matplotlib and the modules built on them (batches, curvature, models, training, figures) are
+# imported inside the steps that need them: a light step (labels, tables) then starts in a fraction
+# of the time, and no step without a network imports torch (tested).
 
 log = logging.getLogger("memorization_curvature")
 
@@ -151,7 +152,7 @@ def train(
     :func:`memorization_curvature.baselines.epoch_statistics`)."""
     import torch
 
-    from . import models, provenance, resume, training
+    from . import batches, models, provenance, resume, training
 
     if len(checkpoints) != epochs:
         raise ValueError(f"{len(checkpoints)} checkpoint paths for {epochs} epochs")
@@ -248,18 +249,24 @@ def score(
     h: float,
     form: str,
     method: str,
-    probes_per_pass: int,
     seed: int,
-    batch_size: int,
-    device: str,
-    threads: int,
     score_test: bool = False,
+    batch_size: int = 256,
+    probes_per_pass: int = 1,
+    device: str = "auto",
+    threads: int = 1,
+    placement: str = "auto",
+    loader_workers: int = 2,
 ) -> None:
     """Curvature of every training sample with its given label (and, with ``score_test``, of every
-    test sample with its label), for one checkpoint."""
+    test sample with its label), for one checkpoint.
+
+    The arguments after ``score_test`` change speed, memory or placement only, not the scores: the
+    workflow reads them from the config inside the job (:func:`memorization_curvature.config.runtime_settings`).
+    """
     import torch
 
-    from . import curvature, training
+    from . import batches, curvature, training
 
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
@@ -268,23 +275,20 @@ def score(
     dev = training.resolve_device(device)
     model.to(dev)
     started = time.perf_counter()
-    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s)", len(labels), epoch, dev,
-             n_probes, h, form, method)
-    options = dict(n_probes=n_probes, h=h, seed=seed, batch_size=batch_size, device=dev, form=form,
-                   method=method, probes_per_pass=probes_per_pass)
+    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s; batch %d, %d probe(s) per pass)",
+             len(labels), epoch, dev, n_probes, h, form, method, batch_size, probes_per_pass)
+    options = dict(n_probes=n_probes, h=h, seed=seed, device=dev, form=form, method=method,
+                   probes_per_pass=probes_per_pass)
+    loading = dict(device=dev, placement=placement, workers=loader_workers)
     arrays = {"epoch": np.asarray(epoch)}
-    arrays["train_curvature"] = curvature.curvature_scores(
-        model, batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(),
-                                        batch_size),
-        **options,
-    ).numpy()
+    train_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(),
+                                        batch_size, **loading)
+    arrays["train_curvature"] = curvature.curvature_scores(model, train_set, **options).numpy()
     if score_test:
         # test ids follow the training ids, so no test sample shares a training sample's probes
-        arrays["test_curvature"] = curvature.curvature_scores(
-            model, batches.LabelledBatches(batches.ImageSet.of(prepared, "test"), prepared.test_labels, batch_size,
-                                            first_id=len(labels)),
-            **options,
-        ).numpy()
+        test_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "test"), prepared.test_labels, batch_size,
+                                           first_id=len(labels), **loading)
+        arrays["test_curvature"] = curvature.curvature_scores(model, test_set, **options).numpy()
     log.info("scored in %.1fs", time.perf_counter() - started)
     io.save_npz(output, **arrays)
 
@@ -336,6 +340,8 @@ def aggregate(metric_paths: Sequence[str], output: str) -> None:
 
 def save_figure_set(png: str | Path, fig, numbers: pd.DataFrame) -> None:
     """``png``, a PDF beside it and the plotted numbers as CSV beside it (same stem)."""
+    from . import figures
+
     png = Path(png)
     io.save_figure(png, fig)
     io.save_figure(png.with_suffix(".pdf"), fig)
@@ -346,6 +352,8 @@ def save_figure_set(png: str | Path, fig, numbers: pd.DataFrame) -> None:
 def plot_grids(data_path: str, table_path: str, *, top: str, bottom: str, per_class: str, top_k: int,
                run_title: str) -> None:
     """Highest- and lowest-curvature images, and the highest of each class."""
+    from . import figures
+
     prepared = load_prepared(data_path)
     table = pd.read_csv(table_path)
     k = min(top_k, len(table))
@@ -362,6 +370,8 @@ def plot_grids(data_path: str, table_path: str, *, top: str, bottom: str, per_cl
 
 def plot_scores(table_path: str, metrics_path: str, *, histogram: str, roc: str, run_title: str) -> None:
     """Curvature of clean vs corrupted samples, and the ROC curve."""
+    from . import figures
+
     table = pd.read_csv(table_path)
     auroc = io.load_json(metrics_path)["auroc"]
     save_figure_set(histogram, *figures.curvature_histogram(table, title=run_title))
@@ -370,6 +380,8 @@ def plot_scores(table_path: str, metrics_path: str, *, histogram: str, roc: str,
 
 def plot_dynamics(labels_path: str, score_paths: Sequence[str], *, output: str, run_title: str) -> None:
     """Curvature over training for clean and corrupted training samples and test samples."""
+    from . import figures
+
     corrupted = load_labels(labels_path)["corrupted"].to_numpy(dtype=bool)
     groups: dict[str, dict[int, np.ndarray]] = {"clean training": {}, "corrupted training": {}, "test": {}}
     for path in score_paths:
@@ -385,6 +397,8 @@ def plot_dynamics(labels_path: str, score_paths: Sequence[str], *, output: str, 
 
 def summarize(summary_path: str, *, figure: str, table: str) -> None:
     """AUROC against noise rate across runs: figure (with CSV) and the paper-style Markdown table."""
+    from . import figures
+
     summary = pd.read_csv(summary_path)
     fig, numbers = figures.auroc_by_noise(summary)
     save_figure_set(figure, fig, numbers)
@@ -420,7 +434,7 @@ def _train_on(prepared, images, y, index, model, config, device, loading, on_epo
     """Train ``model`` on the training samples at ``index`` (``loading``: placement and workers)."""
     import torch
 
-    from . import training
+    from . import batches, training
 
     training.train(model, images.subset(index), y[index], batches.ImageSet.of(prepared, "test"),
                    torch.from_numpy(prepared.test_labels), config, device=device,
@@ -434,7 +448,7 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
     given labels, each fold's model trained with the run's recipe on the other folds."""
     import torch
 
-    from . import training
+    from . import batches, training
 
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
@@ -468,7 +482,7 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
     each first-half sample is first misclassified during fine-tuning."""
     import torch
 
-    from . import training
+    from . import batches, training
 
     torch.set_num_threads(threads)
     prepared = load_prepared(data_path)
@@ -501,6 +515,8 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
 def compare(table_path: str, baseline_paths: Sequence[str], output: str, metrics_path: str, *, roc: str,
             run_title: str) -> None:
     """Every method's score per sample, their AUROC, average precision and TPR at 5 % FPR, and ROC curves."""
+    from . import figures
+
     table = pd.read_csv(table_path)
     for path in baseline_paths:
         table = table.merge(pd.read_csv(path), on="index", how="left", validate="one_to_one")
@@ -521,6 +537,8 @@ def compare(table_path: str, baseline_paths: Sequence[str], output: str, metrics
 
 def methods_summary(metric_paths: Sequence[str], runs: Sequence[dict], *, table: str, markdown: str) -> None:
     """The paper-style table of AUROC mean +- std over seeds for every method, dataset and noise rate."""
+    from . import figures
+
     frames = [pd.read_csv(path).assign(**run) for path, run in zip(metric_paths, runs)]
     numbers, text = figures.methods_table(pd.concat(frames, ignore_index=True))
     io.save_csv(table, numbers)
@@ -532,7 +550,7 @@ def find_duplicates(data_path: str, table_path: str, output: str, summary_path: 
                     threshold: float, feature_size: int, top_k: Sequence[int], run_title: str) -> None:
     """Near-duplicate training pairs whose given labels differ, with both samples' curvature ranks; how
     many of the top-k curvature samples belong to one; and a figure of the most similar pairs."""
-    from . import duplicates
+    from . import duplicates, figures
 
     prepared = load_prepared(data_path)
     table = pd.read_csv(table_path).sort_values("index", ignore_index=True)
@@ -563,7 +581,7 @@ def find_duplicates(data_path: str, table_path: str, output: str, summary_path: 
 def compare_memorization(table_path: str, score_file: str, output: str, *, figure: str, top_k: int,
                          run_title: str) -> None:
     """Cosine similarity and Pearson correlation of averaged curvature with Feldman-Zhang memorization."""
-    from . import memorization
+    from . import figures, memorization
 
     table = pd.read_csv(table_path).sort_values("index", ignore_index=True)
     with np.load(score_file, allow_pickle=False) as arrays:
