@@ -69,11 +69,11 @@ def test_a_training_epoch_copies_to_the_device_a_fixed_number_of_times(placement
             training.train_epoch(model, optimizer, train_x, labels, recipe(batch_size), torch.Generator().manual_seed(0))
         copies[batch_size] = watch.copies
     if placement == "device":
-        # per epoch: the order, and the shifts and flips of every sample; nothing per batch
-        assert copies == {8: 4, 40: 4}
+        # per epoch: the order, and the shifts and flips of every sample (one table); nothing per batch
+        assert copies == {8: 2, 40: 2}
     else:
         # streamed pixels must travel, one copy per batch, and nothing else does
-        assert copies == {8: 4 + 15, 40: 4 + 3}
+        assert copies == {8: 2 + 15, 40: 2 + 3}
 
 
 @pytest.mark.parametrize("probes_per_pass", [1, 3])
@@ -105,13 +105,12 @@ def test_augmentation_shifts_and_flips_each_image_by_its_own_parameters(shift, f
     config = training.TrainConfig(epochs=1, batch_size=8, lr=0.1, momentum=0.0, weight_decay=0.0, lr_milestones=(),
                                   lr_gamma=0.1, augment_shift=shift, augment_flip=flip)
     params = training.draw_augmentation(30, config, torch.Generator().manual_seed(0))
-    assert params["dy"].max() <= 2 * shift and params["flip"].any() == flip
+    assert params.shape == (30, 3) and params[:, :2].max() <= 2 * shift and params[:, 2].any() == flip
     positions = torch.tensor([4, 0, 29, 17, 17, 8])
-    out = training.augment(torch.from_numpy(pixels[positions.numpy()]), positions, params, shift)
-    p = positions.numpy()
-    expected = reference_augment(pixels[p], params["dy"][p].numpy(), params["dx"][p].numpy(),
-                                 params["flip"][p].numpy(), shift)
-    assert np.array_equal(out.numpy(), expected)
+    augment = training.Augmentation(params, shift, (3, 7, 9), torch.device("cpu"))
+    out = augment(torch.from_numpy(pixels[positions.numpy()]), positions)
+    dy, dx, flips = params[positions].numpy().T
+    assert np.array_equal(out.numpy(), reference_augment(pixels[positions.numpy()], dy, dx, flips, shift))
     none = training.TrainConfig(epochs=1, batch_size=8, lr=0.1, momentum=0.0, weight_decay=0.0, lr_milestones=(),
                                 lr_gamma=0.1)
     assert training.draw_augmentation(30, none, torch.Generator()) is None

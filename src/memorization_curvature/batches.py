@@ -81,17 +81,20 @@ class ImageSet:
         out[order] = self.images[rows[order]]
         return out
 
-    def normalization(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(white pixel value, mean, std) as float32 tensors on ``device``, shaped to broadcast."""
-        return (torch.tensor(self.pixel_max, dtype=torch.float32, device=device),
-                torch.from_numpy(self.mean).to(device).view(1, -1, 1, 1),
-                torch.from_numpy(self.std).to(device).view(1, -1, 1, 1))
+    def normalization(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, offset) float32 tensors on ``device``, shaped to broadcast over (B, C, H, W):
+        normalized = pixel * scale + offset = (pixel / white - mean) / std."""
+        std = self.std.astype(np.float64)
+        scale = 1.0 / (self.pixel_max * std)
+        offset = -self.mean.astype(np.float64) / std
+        return tuple(torch.from_numpy(v.astype(np.float32)).to(device).view(1, -1, 1, 1) for v in (scale, offset))
 
     def normalize(self, pixels: torch.Tensor, normalization: tuple | None = None) -> torch.Tensor:
         """uint8 (B, C, H, W) on any device -> the float32 tensor the network sees, on that device
-        (``normalization``: :meth:`normalization` for that device, made once for many batches)."""
-        scale, mean, std = normalization or self.normalization(pixels.device)
-        return (pixels.to(torch.float32) / scale - mean) / std
+        (``normalization``: :meth:`normalization` for that device, made once for many batches); two
+        operations, whatever the batch."""
+        scale, offset = normalization or self.normalization(pixels.device)
+        return torch.addcmul(offset, pixels.to(torch.float32), scale)
 
 
 class _MappedFile(NamedTuple):

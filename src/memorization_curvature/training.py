@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 import time
@@ -44,37 +43,49 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def draw_augmentation(n: int, config: TrainConfig, generator: torch.Generator) -> dict[str, torch.Tensor] | None:
-    """One epoch's augmentation parameters of each of ``n`` training samples (shifts dy, dx in
-    [0, 2 * shift], flips), drawn on the CPU in one go: the same on every device, copied once an epoch."""
+def draw_augmentation(n: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor | None:
+    """One epoch's augmentation of each of ``n`` training samples, int64 (n, 3): the shifts dy, dx in
+    [0, 2 * shift] and the flip (0 or 1), drawn on the CPU in one go: the same on every device, sent
+    to it once an epoch. None when the recipe does not augment."""
     if not (config.augment_shift or config.augment_flip):
         return None
     span = 2 * config.augment_shift + 1
-    return {
-        "dy": torch.randint(0, span, (n,), generator=generator),
-        "dx": torch.randint(0, span, (n,), generator=generator),
-        "flip": torch.randint(0, 2, (n,), generator=generator) == 1 if config.augment_flip
-        else torch.zeros(n, dtype=torch.bool),
-    }
+    dy = torch.randint(0, span, (n,), generator=generator)
+    dx = torch.randint(0, span, (n,), generator=generator)
+    flip = torch.randint(0, 2, (n,), generator=generator) if config.augment_flip else torch.zeros(n, dtype=torch.int64)
+    return torch.stack((dy, dx, flip), 1)
 
 
-def augment(pixels: torch.Tensor, positions: torch.Tensor, params: dict[str, torch.Tensor], shift: int) -> torch.Tensor:
-    """Translate (black padding, as a random crop with zero padding) and flip uint8 images (B, C, H, W).
+class Augmentation:
+    """Translation (black padding, as a random crop with zero padding) and horizontal flip of uint8
+    images (B, C, H, W), each sample by its own parameters from :func:`draw_augmentation`.
 
     Sample b moves by (dy - shift, dx - shift) pixels and is flipped if ``flip``, with the parameters
-    of its training position ``positions[b]`` (``params`` from :func:`draw_augmentation`, on the device):
-    one gather does both.
+    of its training position ``positions[b]``. One gather with clamped source indices does both, and
+    pixels from outside the image are zeroed: no padded copy, and a dozen small operations per batch,
+    the index tables being made once an epoch.
     """
-    b, c, height, width = pixels.shape
-    dy, dx, flip = (params[key][positions] for key in ("dy", "dx", "flip"))
-    if shift:
-        pixels = torch.nn.functional.pad(pixels, (shift, shift, shift, shift))  # zeros: black
-    columns = torch.arange(width, device=pixels.device)
-    columns = torch.where(flip[:, None], width - 1 - columns, columns) + dx[:, None]  # (B, W)
-    rows = dy[:, None] + torch.arange(height, device=pixels.device)  # (B, H)
-    samples = torch.arange(b, device=pixels.device)[:, None, None, None]
-    channels = torch.arange(c, device=pixels.device)[None, :, None, None]
-    return pixels[samples, channels, rows[:, None, :, None], columns[:, None, None, :]]
+
+    def __init__(self, params: torch.Tensor, shift: int, shape: tuple[int, int, int], device: torch.device):
+        channels, height, width = shape
+        self.params, self.shift, self.height, self.width = params.to(device), shift, height, width
+        self.rows = torch.arange(height, device=device) - shift  # (H,) sources before dy
+        columns = torch.arange(width, device=device)
+        self.columns = torch.stack((columns, width - 1 - columns)) - shift  # (2, W): as is, flipped
+        self.channels = torch.arange(channels, device=device)[None, :, None, None]
+        self.samples = torch.arange(len(params), device=device)[:, None, None, None]
+
+    def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        dy, dx, flip = self.params[positions].T  # views of one gather
+        rows = self.rows + dy[:, None]  # (B, H) source rows
+        columns = self.columns[flip] + dx[:, None]  # (B, W) source columns
+        inner_rows, inner_columns = rows.clamp(0, self.height - 1), columns.clamp(0, self.width - 1)
+        out = pixels[self.samples[: len(pixels)], self.channels, inner_rows[:, None, :, None],
+                     inner_columns[:, None, None, :]]
+        if self.shift:
+            inside = (inner_rows == rows)[:, :, None] & (inner_columns == columns)[:, None, :]
+            out = out * inside[:, None]
+        return out
 
 
 @torch.no_grad()
@@ -96,10 +107,8 @@ def epoch_batches(train_x: DeviceImages, train_y: torch.Tensor, config: TrainCon
     device, n = train_x.device, len(train_x)
     order = torch.randperm(n, generator=generator)
     params = draw_augmentation(n, config, generator)
-    transform = None
-    if params is not None:
-        params = {key: value.to(device) for key, value in params.items()}
-        transform = functools.partial(augment, params=params, shift=config.augment_shift)
+    shape = tuple(train_x.images.images.shape[1:])
+    transform = None if params is None else Augmentation(params, config.augment_shift, shape, device)
     for idx, x in train_x.iterate(order, config.batch_size, augment=transform, memory_format=memory_format):
         yield x, train_y[idx]
 
