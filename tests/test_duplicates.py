@@ -52,3 +52,15 @@ def test_chunked_features_and_blocked_comparison_change_nothing():
     whole = similar_pairs(features, 0.5)
     blocked = similar_pairs(features, 0.5, block=13)
     assert (3, 150) in set(zip(whole["i"], whole["j"])) and whole.equals(blocked)
+
+
+def test_area_downsampling_matches_torch_adaptive_pooling():
+    import torch
+    import torch.nn.functional as F
+
+    from memorization_curvature.duplicates import area_downsample
+
+    images = np.random.default_rng(2).uniform(0, 255, (5, 3, 21, 32)).astype(np.float32)
+    for side in (8, 5):  # windows of one size, and overlapping windows of two sizes
+        expected = F.adaptive_avg_pool2d(torch.from_numpy(images), side).numpy()
+        np.testing.assert_allclose(area_downsample(images, side), expected, rtol=1e-5)
