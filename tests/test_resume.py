@@ -73,13 +73,17 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     kept = sorted(int(m.group(1)) for p in (killed / RUN / ".train_resume").glob("epoch*.pt")
                   if (m := re.match(r"epoch(\d+)\.pt", p.name)))
     assert kept and kept[-1] < EPOCHS and not (killed / RUN / "train_metrics.csv").exists()
+    # the epoch's checkpoint is kept before its state is written: a kill in between leaves the
+    # previous epoch's state, the last complete one
+    saved = torch.load(killed / RUN / ".train_resume/state.pt", weights_only=True)["epoch"]
+    assert saved in (kept[-1], kept[-1] - 1) and saved >= kill_after - 1
     snakemake(killed, "--unlock")
     snakemake(killed, "--rerun-incomplete", TARGET)
 
     log = (killed / "logs/digits/noise0.1/seed0/train.log").read_text()
-    assert f"resuming after epoch {kept[-1]}" in log
+    assert f"resuming after epoch {saved}" in log
     trained = [int(e) for e in re.findall(r"epoch (\d+)/\d+ loss", log)]
-    assert trained == list(range(kept[-1] + 1, EPOCHS + 1))  # at most the interrupted epoch is repeated
+    assert trained == list(range(saved + 1, EPOCHS + 1))  # at most the interrupted epoch is repeated
 
     for epoch in range(1, EPOCHS + 1):
         a, b = tensors(reference / RUN / f"checkpoints/epoch{epoch}.pt"), tensors(killed / RUN / f"checkpoints/epoch{epoch}.pt")
