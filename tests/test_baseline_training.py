@@ -44,3 +44,27 @@ def test_crossval_probabilities_are_out_of_sample(run):
     stages.confident_learning(run / "labels.csv", run / "probs.npz", run / "cl.csv")
     score = pd.read_csv(run / "cl.csv")["confident_learning"]
     assert roc_auc_score(labels["corrupted"], score) > 0.9
+
+
+def test_ssft_fine_tunes_in_an_order_drawn_from_the_run_seed(run, monkeypatch):
+    # every training SSFT starts, with the seed of its order, recorded as it goes to the real trainer
+    from memorization_curvature import training
+
+    real_train, seen = training.train, []
+
+    def recording(model, images, *args, **kwargs):
+        seen.append((len(images), args[3].seed))
+        return real_train(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", recording)
+    one_epoch = {**RECIPE, "epochs": 1}
+    seeds = {}
+    for run_seed in (0, 1):
+        seen.clear()
+        stages.ssft(run / "data.npz", run / "labels.csv", run / f"ssft{run_seed}.csv", seed=run_seed,
+                    model_name="small_cnn", device="cpu", threads=1, **one_epoch)
+        assert len(seen) == 4  # per half: learn it, then fine-tune on the other half
+        seeds[run_seed] = [seed for _, seed in seen]
+    # four different orders within a run, and none shared between runs of different seeds
+    assert len(set(seeds[0])) == 4 and len(set(seeds[1])) == 4
+    assert not set(seeds[0]) & set(seeds[1])

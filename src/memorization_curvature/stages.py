@@ -417,17 +417,24 @@ def history_baselines(labels_path: str, history_path: str, output: str, *, metho
     log.info("history-based methods %s over %d epochs", list(methods), epochs)
 
 
+def _recipe_config(recipe: dict, seed: int):
+    """The training config of ``recipe`` (the train rule's params) with its own ``seed``."""
+    from . import training
+
+    recipe = dict(recipe)
+    return training.TrainConfig(seed=seed, lr_milestones=tuple(recipe.pop("lr_milestones")), **recipe)
+
+
 def _fresh_training(prepared, model_name: str, seed: int, recipe: dict):
-    """An untrained model (seeded) and the training config for ``recipe`` (the train rule's params)."""
+    """An untrained model (seeded) and the training config for ``recipe`` with the same seed."""
     import torch
 
-    from . import models, training
+    from . import models
 
     c, hgt, _ = prepared.image_shape
     torch.manual_seed(seed)
     model = models.build_model(model_name, in_channels=c, num_classes=prepared.num_classes, image_size=hgt)
-    config = training.TrainConfig(seed=seed, lr_milestones=tuple(recipe.pop("lr_milestones")), **recipe)
-    return model, config
+    return model, _recipe_config(recipe, seed)
 
 
 def _train_on(prepared, images, y, index, model, config, device, loading, on_epoch_end=None):
@@ -504,7 +511,8 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
             newly = wrong & (first_forgotten[learn] > epochs)
             first_forgotten[learn[newly]] = epoch
 
-        _, config = _fresh_training(prepared, model_name, 0, dict(recipe))
+        # fine-tuning draws its own order from the run's seed (no model built, no global reseeding)
+        config = _recipe_config(recipe, seed * 1000 + 20 + first)
         _train_on(prepared, images, given, finetune, model, config, dev, loading, on_epoch_end=record)
         log.info("half %d: forgotten during fine-tuning: %d of %d", first, (first_forgotten[learn] <= epochs).sum(),
                  len(learn))
