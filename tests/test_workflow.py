@@ -36,14 +36,17 @@ RUN = Path("results/digits/noise0.1/seed0")
 
 
 def planned_jobs(workdir):
-    """(rule, outputs) of every job a dry run would run."""
+    """(rule, outputs) of every job a dry run would run; an empty plan only with Snakemake's own word."""
+    output = snakemake(workdir, "-n")
     jobs = []
-    for line in snakemake(workdir, "-n").splitlines():
+    for line in output.splitlines():
         match = re.match(r"^(?:local)?rule (\w+):$", line)
         if match:
             jobs.append([match.group(1), []])
         elif line.startswith("    output: ") and jobs:
             jobs[-1][1] = line.removeprefix("    output: ").split(", ")
+    # a change in Snakemake's output format must not pass as "nothing to do"
+    assert bool(jobs) != ("Nothing to be done" in output), output[-2000:]
     return jobs
 
 

@@ -226,7 +226,7 @@ class LabelledBatches:
         if len(labels) != len(images):
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
         self.images = DeviceImages(images, torch.device(device), placement, workers)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.images.device)
+        self.labels = torch.tensor(np.asarray(labels), dtype=torch.long).to(self.images.device)  # a copy: labels may be read-only
         self.batch_size, self.first_id = batch_size, first_id
         self.num_samples = len(images)
 
