@@ -22,9 +22,7 @@ from memorization_curvature import models, training
 from memorization_curvature.batches import DeviceImages, ImageSet, LabelledBatches
 from memorization_curvature.curvature import curvature_scores, rademacher_probes
 
-H200_FP32, H200_BF16 = 67e12, 989e12
-SIZES = {"CIFAR-10": ("resnet18_cifar", (3, 32, 32), 10, 128, 4, 3.33e9, 24.44e9),
-         "ImageNet": ("resnet18", (3, 224, 224), 1000, 256, 16, 10.65e9, 79.82e9)}
+from host_overhead import H200_BF16, H200_FP32, SIZES, flops_per_sample  # the estimates it compares with
 
 
 def sync(device: torch.device) -> None:
@@ -56,7 +54,10 @@ def check_scores(device: torch.device) -> None:
 
 
 def throughput(name: str, device: torch.device, quick: bool) -> list[str]:
-    model_name, shape, classes, batch, shift, train_flops, score_flops = SIZES[name]
+    size = SIZES[name]
+    model_name, shape, classes, batch, shift = (size[k] for k in ("model", "shape", "classes", "train_batch", "shift"))
+    flops = flops_per_sample(size)
+    train_flops, score_flops = flops["training"], flops["scoring"]
     samples = {"CIFAR-10": 50_000, "ImageNet": 5_120}[name] // (50 if quick else 1)
     pixels = np.random.default_rng(0).integers(0, 256, (samples, *shape), dtype=np.uint8)
     images = ImageSet(pixels, np.full(3, 120.0), np.full(3, 60.0), 255.0)

@@ -305,6 +305,7 @@ def curvature_scores(
         model = fold_batchnorm(model)
     total_samples = len(data) if isinstance(data, torch.Tensor) else getattr(data, "num_samples", None)
     chunks: list[torch.Tensor] = []  # stay on the device until the end: no synchronisation per batch
+    done = 0
     next_report = 0.1
     with frozen_eval(model), strict_float32():
         if channels_last:
@@ -315,7 +316,7 @@ def curvature_scores(
                                         n_probes=n_probes, seed=seed, h=h, form=form, method=method,
                                         probes_per_pass=probes_per_pass):
                 chunks.append(scores)
-                done = sum(len(c) for c in chunks)
+                done += len(scores)
                 if total_samples and done / total_samples >= next_report:
                     log.info("scored %d/%d samples", done, total_samples)  # queued on a GPU: no wait here
                     next_report = done / total_samples + 0.1
@@ -323,7 +324,7 @@ def curvature_scores(
             if channels_last:
                 model.to(memory_format=torch.contiguous_format)
     if total_samples is None:
-        log.info("scored %d samples", sum(len(c) for c in chunks))
+        log.info("scored %d samples", done)
     return torch.cat(chunks).to("cpu", torch.float64) if chunks else torch.empty(0, dtype=torch.float64)
 
 
