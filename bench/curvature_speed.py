@@ -28,7 +28,8 @@ from scipy.stats import spearmanr
 
 from memorization_curvature import curvature_scores
 from memorization_curvature.curvature import rademacher_probes
-from memorization_curvature.data import normalize, prepare
+from memorization_curvature.batches import normalize_images as normalize
+from memorization_curvature.data import prepare
 from memorization_curvature.models import SmallCNN, resnet18_cifar
 
 

@@ -14,7 +14,7 @@ rule history_baselines:
     params:
         methods=BASELINES["history"],
         el2n_epoch=BASELINES["el2n_epoch"],
-        code=source_digest("baselines", "io", "stages"),
+        code=code_digest("history_baselines.py"),
     script:
         "../scripts/history_baselines.py"
 
@@ -40,9 +40,7 @@ rule crossval:
         model_name=recipe("model"),
         device=config["train"]["device"],
         recipe=extra_training,
-        code=source_digest(
-            "data", "batches", "models", "training", "baselines", "io", "stages"
-        ),
+        code=code_digest("crossval.py"),
     script:
         "../scripts/crossval.py"
 
@@ -58,7 +56,7 @@ rule confident_learning:
     conda:
         "../envs/memcurv.yaml"
     params:
-        code=source_digest("baselines", "io", "stages"),
+        code=code_digest("confident_learning.py"),
     script:
         "../scripts/confident_learning.py"
 
@@ -83,9 +81,7 @@ rule ssft:
         model_name=recipe("model"),
         device=config["train"]["device"],
         recipe=extra_training,
-        code=source_digest(
-            "data", "batches", "models", "training", "baselines", "io", "stages"
-        ),
+        code=code_digest("ssft.py"),
     script:
         "../scripts/ssft.py"
 
@@ -105,7 +101,7 @@ rule compare_methods:
         "../envs/memcurv.yaml"
     params:
         run_title=run_title,
-        code=source_digest("baselines", "metrics", "figures", "io", "stages"),
+        code=code_digest("compare_methods.py"),
     script:
         "../scripts/compare_methods.py"
 
@@ -127,6 +123,6 @@ rule methods_summary:
         "../envs/memcurv.yaml"
     params:
         runs=run_list(),
-        code=source_digest("figures", "io", "stages"),
+        code=code_digest("methods_summary.py"),
     script:
         "../scripts/methods_summary.py"

@@ -6,7 +6,7 @@ from memorization_curvature.config import (
     scored_epochs,
     training_recipe,
 )
-from memorization_curvature.provenance import source_digest
+from memorization_curvature.provenance import script_digest
 
 # A run's variant: noise{rate} (labels corrupted at random) or dup{copies} (images replaced by
 # copies of other training images carrying a different label).
@@ -20,6 +20,13 @@ VARIANTS = [f"noise{rate_label(r)}" for r in config["noise_rates"]] + [
 # Each dataset trains with its own recipe (recipes.<dataset>, overridden by keys under train).
 RECIPES = {d: training_recipe(config, d) for d in config["datasets"]}
 EPOCHS = run_epochs(config)
+
+
+def code_digest(script):
+    """A params value: the digest of every package module scripts/<script> can run, read from the
+    source (provenance.script_digest), so editing one reruns exactly the rules that run it.
+    """
+    return script_digest(os.path.join(workflow.basedir, "scripts", script))
 
 
 def recipe(key):

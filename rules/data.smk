@@ -16,7 +16,7 @@ rule prepare:
         download=config["data"]["download"],
         verify_checksums=config["data"]["verify_checksums"],
         image_size=config["data"]["image_size"],
-        code=source_digest("data", "io", "stages"),
+        code=code_digest("prepare.py"),
     script:
         "../scripts/prepare.py"
 
@@ -33,7 +33,7 @@ rule corrupt:
     params:
         rate=lambda w: float(w.rate),
         seed=lambda w: int(w.seed),
-        code=source_digest("corruption", "io", "stages"),
+        code=code_digest("corrupt.py"),
     script:
         "../scripts/corrupt.py"
 
@@ -51,6 +51,6 @@ rule inject_duplicates:
     params:
         copies=lambda w: int(w.copies),
         seed=lambda w: int(w.seed),
-        code=source_digest("corruption", "data", "io", "stages"),
+        code=code_digest("inject_duplicates.py"),
     script:
         "../scripts/inject_duplicates.py"

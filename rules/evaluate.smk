@@ -16,7 +16,7 @@ rule evaluate:
         variant=lambda w: w.variant,
         seed=lambda w: int(w.seed),
         epochs_scored=SCORED_EPOCHS,
-        code=source_digest("metrics", "io", "stages"),
+        code=code_digest("evaluate.py"),
     script:
         "../scripts/evaluate.py"
 
@@ -31,6 +31,6 @@ rule aggregate:
     conda:
         "../envs/memcurv.yaml"
     params:
-        code=source_digest("metrics", "io", "stages"),
+        code=code_digest("aggregate.py"),
     script:
         "../scripts/aggregate.py"

@@ -19,7 +19,7 @@ rule figure_grids:
     params:
         top_k=config["figures"]["top_k"],
         run_title=run_title,
-        code=source_digest("figures", "io", "stages"),
+        code=code_digest("figure_grids.py"),
     script:
         "../scripts/figure_grids.py"
 
@@ -38,7 +38,7 @@ rule figure_scores:
         "../envs/memcurv.yaml"
     params:
         run_title=run_title,
-        code=source_digest("figures", "io", "stages"),
+        code=code_digest("figure_scores.py"),
     script:
         "../scripts/figure_scores.py"
 
@@ -58,7 +58,7 @@ rule figure_dynamics:
         "../envs/memcurv.yaml"
     params:
         run_title=run_title,
-        code=source_digest("figures", "io", "stages"),
+        code=code_digest("figure_dynamics.py"),
     script:
         "../scripts/figure_dynamics.py"
 
@@ -88,6 +88,6 @@ rule summary_figures:
     conda:
         "../envs/memcurv.yaml"
     params:
-        code=source_digest("figures", "io", "stages"),
+        code=code_digest("summary_figures.py"),
     script:
         "../scripts/summary_figures.py"

@@ -29,7 +29,7 @@ rule find_duplicates:
         feature_size=config["duplicates"]["feature_size"],
         top_k=config["duplicates"]["top_k"],
         run_title=run_title,
-        code=source_digest("duplicates", "figures", "io", "stages"),
+        code=code_digest("find_duplicates.py"),
     script:
         "../scripts/find_duplicates.py"
 
@@ -51,6 +51,8 @@ rule compare_memorization:
     params:
         top_k=config["feldman_zhang"]["top_k"],
         run_title=run_title,
-        code=source_digest("memorization", "figures", "io", "stages"),
+        # dup runs replaced some images: the published scores hold for the untouched ones only
+        images_replaced=lambda w: w.variant.startswith("dup"),
+        code=code_digest("compare_memorization.py"),
     script:
         "../scripts/compare_memorization.py"

@@ -27,7 +27,7 @@ rule score:
         method=config["curvature"]["method"],
         seed=lambda w: int(w.seed),
         score_test=config["figures"]["dynamics"],
-        code=source_digest("data", "batches", "models", "curvature", "io", "stages"),
+        code=code_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -45,6 +45,6 @@ rule average:
     conda:
         "../envs/memcurv.yaml"
     params:
-        code=source_digest("metrics", "io", "stages"),
+        code=code_digest("average.py"),
     script:
         "../scripts/average.py"

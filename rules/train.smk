@@ -35,15 +35,6 @@ rule train:
         bf16=config["train"]["bf16"],
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
-        code=source_digest(
-            "data",
-            "batches",
-            "models",
-            "training",
-            "baselines",
-            "resume",
-            "io",
-            "stages",
-        ),
+        code=code_digest("train.py"),
     script:
         "../scripts/train.py"

@@ -2,7 +2,8 @@ from memorization_curvature import stages
 from memorization_curvature.config import runtime_settings
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
+# the code digest also keys the saved training state: a state from other code is not resumed
+with stages.logging_to(snakemake.log[0], code=params["code"]):
     stages.train(
         snakemake.input.data,
         snakemake.input.labels,

@@ -35,6 +35,8 @@ def test_crossval_probabilities_are_out_of_sample(run):
     labels = pd.read_csv(run / "labels.csv")
     np.testing.assert_allclose(arrays["probs"].sum(1), 1.0, rtol=1e-5)
     assert sorted(np.bincount(arrays["fold"])) == [479, 479, 479]
+    per_class = np.stack([np.bincount(labels["given_label"][arrays["fold"] == f], minlength=10) for f in range(3)])
+    assert (per_class.max(0) - per_class.min(0)).max() <= 1  # stratified by the given labels
     predicted = arrays["probs"].argmax(1)
     clean = ~labels["corrupted"].to_numpy()
     # held-out models trained on noisy labels still predict the true class of most samples ...
@@ -42,8 +44,9 @@ def test_crossval_probabilities_are_out_of_sample(run):
     # ... and so disagree with most corrupted given labels, which is what Confident Learning uses
     assert (predicted != labels["given_label"].to_numpy())[~clean].mean() > 0.7
     stages.confident_learning(run / "labels.csv", run / "probs.npz", run / "cl.csv")
-    score = pd.read_csv(run / "cl.csv")["confident_learning"]
-    assert roc_auc_score(labels["corrupted"], score) > 0.9
+    scores = pd.read_csv(run / "cl.csv")
+    assert roc_auc_score(labels["corrupted"], scores["confident_learning"]) > 0.9
+    assert roc_auc_score(labels["corrupted"], scores["self_confidence"]) > 0.9
 
 
 def test_ssft_fine_tunes_in_an_order_drawn_from_the_run_seed(run, monkeypatch):

@@ -30,7 +30,11 @@ def test_loss_confidence_margin_methods():
     p = np.array([[0.2, 0.9], [0.4, 0.7]])
     assert baselines.in_confidence(p).tolist() == pytest.approx([0.6, 0.3])
     assert baselines.datamap_confidence(p).tolist() == pytest.approx([0.7, 0.2])
-    assert baselines.datamap_variability(p).tolist() == pytest.approx([0.1, 0.1])
+    # data maps' hard-to-learn region (where Swayamdipta et al. find mislabeled samples) has low variability
+    p = np.array([[0.1, 0.2, 0.9], [0.1, 0.8, 0.9], [0.1, 0.2, 0.95]])
+    variability = baselines.datamap_variability(p)
+    assert variability.tolist() == pytest.approx([0.0, -p[:, 1].std(), -p[:, 2].std()])
+    assert np.argmax(variability) == 0
     margin = np.array([[2.0, -1.0], [4.0, -3.0]])
     assert baselines.aum(margin).tolist() == [-3.0, 2.0]
     el2n = np.array([[0.5, 0.6], [0.1, 0.9]])
@@ -62,17 +66,34 @@ def test_confident_learning_ranks_the_known_label_issues_first():
     probs[flipped, (labels[flipped] + 1) % 4] = 0.94
     probs += rng.uniform(0, 0.01, probs.shape)
     probs /= probs.sum(1, keepdims=True)
-    score = baselines.confident_learning(labels, probs)
+    # and one clean sample the models are unsure of: low self-confidence, but not a confident disagreement
+    probs[5] = [0.40, 0.35, 0.15, 0.10]
+    score, flagged = baselines.confident_learning(labels, probs)
     assert set(np.argsort(-score)[:4]) == set(flipped)
+    from cleanlab.filter import find_label_issues
+
+    assert np.array_equal(flagged, find_label_issues(labels, probs))
+    assert set(np.flatnonzero(flagged)) == set(flipped)
+    assert score[flagged].min() > score[~flagged].max()
+    self_confidence = baselines.self_confidence(labels, probs)
+    np.testing.assert_allclose(self_confidence, 1 - probs[np.arange(100), labels])
+    np.testing.assert_allclose(score, flagged + self_confidence)
+    assert self_confidence[5] == pytest.approx(0.6) and not flagged[5]
 
 
 def test_ssft_and_tpr_and_folds():
     assert baselines.ssft_score(np.array([1, 3, 6]), epochs=5).tolist() == [5, 3, 0]
     corrupted = np.array([0, 0, 1, 1], dtype=bool)
     assert baselines.tpr_at_fpr(corrupted, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
-    folds = baselines.fold_assignment(10, 3, seed=1)
-    assert sorted(np.bincount(folds)) == [3, 3, 4]
-    assert np.array_equal(folds, baselines.fold_assignment(10, 3, seed=1))
+    labels = np.repeat([0, 1, 2], [9, 6, 3])
+    folds = baselines.fold_assignment(labels, 3, seed=1)
+    assert sorted(np.bincount(folds)) == [6, 6, 6]
+    # stratified: every fold holds a third of each class
+    assert all(np.bincount(labels[folds == f]).tolist() == [3, 2, 1] for f in range(3))
+    assert np.array_equal(folds, baselines.fold_assignment(labels, 3, seed=1))
+    assert not np.array_equal(folds, baselines.fold_assignment(labels, 3, seed=2))
+    with pytest.raises(ValueError, match="k >= 2"):
+        baselines.fold_assignment(labels, 1, seed=0)
 
 
 def test_history_scores_selects_methods():

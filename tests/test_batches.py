@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memorization_curvature import data, io, models, training
-from memorization_curvature.batches import DeviceImages, ImageSet, LabelledBatches
+from memorization_curvature.batches import DeviceImages, ImageSet, LabelledBatches, normalize_images
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_streamed_batches_equal_the_batches_held_on_the_device(digits_file, work
         assert torch.equal(p1, p2) and torch.equal(x1, x2)
     # and both are the normalized images at those positions
     positions, x = held[0]
-    expected = data.normalize(images.images[images.index[positions.numpy()]], mapped(digits_file))
+    expected = normalize_images(images.images[images.index[positions.numpy()]], mapped(digits_file))
     assert torch.equal(x, expected)
 
 
@@ -79,7 +79,7 @@ def test_scoring_batches_carry_labels_and_ids(digits_file):
     labels = np.arange(len(prepared.test_labels)) % 10
     batches = list(LabelledBatches(ImageSet.of(prepared, "test"), labels, 100, first_id=1000))
     x = torch.cat([b[0] for b in batches])
-    assert torch.equal(x, data.normalize(prepared.test_images, prepared))
+    assert torch.equal(x, normalize_images(prepared.test_images, prepared))
     assert torch.cat([b[1] for b in batches]).tolist() == labels.tolist()
     assert torch.cat([b[2] for b in batches]).tolist() == list(range(1000, 1000 + len(labels)))
     with pytest.raises(ValueError, match="3 labels"):

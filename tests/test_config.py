@@ -2,7 +2,6 @@
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,8 @@ import yaml
 
 from memorization_curvature.config import (ConfigError, run_epochs, scored_epochs, training_recipe,
                                            validate_config)
+
+from workflow_helpers import snakemake_command
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -115,8 +116,7 @@ def test_bad_value_is_refused_with_its_key(overlay, key):
 def test_dry_run_stops_on_bad_config(tmp_path, overlay, key):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(merged(overlay)))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        snakemake_command(tmp_path, "-n"), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
     assert key in result.stderr + result.stdout

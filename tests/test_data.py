@@ -1,6 +1,7 @@
 import numpy as np
 
 from memorization_curvature import data
+from memorization_curvature.batches import normalize_images
 
 
 def test_digits_split_is_fixed_stratified_and_complete():
@@ -20,7 +21,7 @@ def test_digits_split_is_fixed_stratified_and_complete():
 
 def test_normalized_training_images_have_zero_mean_unit_std():
     prepared = data.prepare("digits", test_fraction=0.2, split_seed=0)
-    x = data.normalize(prepared.train_images, prepared)
+    x = normalize_images(prepared.train_images, prepared)
     assert abs(float(x.mean())) < 1e-4
     assert abs(float(x.std()) - 1) < 1e-3
 

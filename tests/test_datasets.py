@@ -8,41 +8,57 @@ from memorization_curvature import data
 from dataset_files import write_cifar10, write_cifar100, write_imagefolder, write_mnist
 
 
+def assert_read_as_written(prepared, written, splits=("train", "test")):
+    """Every pixel and label the reader gives back is the one written, in the files' order."""
+    for split in splits:
+        images, labels = written[split]
+        np.testing.assert_array_equal(getattr(prepared, f"{split}_images"), images, err_msg=split)
+        np.testing.assert_array_equal(getattr(prepared, f"{split}_labels"), labels, err_msg=split)
+
+
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_mnist_idx_files(tmp_path, name, folder):
-    write_mnist(tmp_path, folder, n_train=50, n_test=20)
+    written = write_mnist(tmp_path, folder, n_train=50, n_test=20)
     prepared = data.prepare(name, test_fraction=0.2, split_seed=0, root=str(tmp_path))
     assert prepared.train_images.shape == (50, 1, 28, 28) and prepared.test_images.shape == (20, 1, 28, 28)
     assert prepared.pixel_max == 255 and prepared.num_classes == 10
-    assert prepared.train_images.max() > 200  # real ink, not an empty image
+    assert_read_as_written(prepared, written)
+    assert not np.array_equal(written["train"][0], written["train"][0].transpose(0, 1, 3, 2))  # a swap would show
 
 
 def test_cifar10_batches_with_and_without_checksums(tmp_path):
-    write_cifar10(tmp_path, per_batch=10, n_test=20)
+    written = write_cifar10(tmp_path, per_batch=10, n_test=20)
     # the official MD5 sums guard users' files: our tiny copies fail them
     with pytest.raises(data.DatasetNotFound, match="cifar-10-batches-py"):
         data.prepare("cifar10", test_fraction=0.2, split_seed=0, root=str(tmp_path))
     prepared = data.prepare("cifar10", test_fraction=0.2, split_seed=0, root=str(tmp_path), verify_checksums=False)
     assert prepared.train_images.shape == (50, 3, 32, 32) and len(prepared.test_labels) == 20
     assert list(prepared.class_names) == [f"class{c}" for c in range(10)]
-    assert not np.array_equal(prepared.train_images[:, 0], prepared.train_images[:, 2])  # channels kept apart
+    assert_read_as_written(prepared, written)  # channels, rows and columns where CIFAR's layout puts them
 
 
 def test_cifar100_fine_labels(tmp_path):
-    write_cifar100(tmp_path, n_train=30, n_test=10)
+    written = write_cifar100(tmp_path, n_train=30, n_test=10)
     prepared = data.prepare("cifar100", test_fraction=0.2, split_seed=0, root=str(tmp_path), verify_checksums=False)
     assert prepared.num_classes == 100 and prepared.class_names[3] == "fine03"
-    assert prepared.train_labels.max() <= 9 and prepared.train_images.shape[1:] == (3, 32, 32)
+    assert_read_as_written(prepared, written)  # the fine labels, not the coarse ones written beside them
 
 
 def test_imagefolder_split_or_test_folder(tmp_path):
-    write_imagefolder(tmp_path / "a", per_class=5, size=20)
+    written = write_imagefolder(tmp_path / "a", per_class=5, size=16)
     split = data.prepare("imagefolder", test_fraction=0.2, split_seed=0, root=str(tmp_path / "a"), image_size=16)
     assert split.train_images.shape == (40, 3, 16, 16) and len(split.test_labels) == 10
     assert list(split.class_names) == [f"digit_{c}" for c in range(10)]
-    write_imagefolder(tmp_path / "b", per_class=4, size=20, test_per_class=2)
+    # images already of the side asked for are kept pixel for pixel; the split is by source index
+    images, labels = written["train"]
+    np.testing.assert_array_equal(split.train_images, images[split.train_source_index])
+    np.testing.assert_array_equal(split.train_labels, labels[split.train_source_index])
+    test_index = np.setdiff1d(np.arange(50), split.train_source_index)
+    np.testing.assert_array_equal(split.test_images, images[test_index])
+    written = write_imagefolder(tmp_path / "b", per_class=4, size=16, test_per_class=2)
     held_out = data.prepare("imagefolder", test_fraction=0.2, split_seed=0, root=str(tmp_path / "b"), image_size=16)
     assert len(held_out.train_labels) == 40 and len(held_out.test_labels) == 20
+    assert_read_as_written(held_out, written)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"])

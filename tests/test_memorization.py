@@ -22,6 +22,11 @@ def test_score_file_of_another_dataset_is_refused():
     with pytest.raises(memorization.ScoreFileMismatch, match="1 of 4 images .* index 2"):
         memorization.check_score_file(np.zeros(4), np.array([0, 1, 5, 1]), labels, "fz.npz")
     memorization.check_score_file(np.zeros(4), labels, labels, "fz.npz")
+    # a replaced image carries its source's label: its label is not checked when left out
+    compared = np.array([True, True, False, True])
+    memorization.check_score_file(np.zeros(4), np.array([0, 1, 5, 1]), labels, "fz.npz", compared)
+    with pytest.raises(memorization.ScoreFileMismatch, match="index 3"):
+        memorization.check_score_file(np.zeros(4), np.array([0, 1, 5, 0]), labels, "fz.npz", compared)
 
 
 def test_fraction_of_top_curvature_samples_in_pairs():

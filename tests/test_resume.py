@@ -3,17 +3,18 @@
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
-import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from workflow_helpers import REPO, snakemake, write_config
+from workflow_helpers import REPO, checkout_copy, snakemake, snakemake_command, write_config
 
 EPOCHS = 6
 CONFIG = {
@@ -28,8 +29,7 @@ TARGET = f"{RUN}/curvature.csv"
 def run_killed_at(workdir, epoch):
     """Start the workflow, SIGKILL it (Snakemake and its jobs) once ``epoch`` is complete."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", "2", TARGET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        snakemake_command(workdir, "--cores", "2", TARGET), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     marker = workdir / RUN / ".train_resume" / f"epoch{epoch}.pt"
     deadline = time.time() + 300
     while not marker.exists():
@@ -61,6 +61,11 @@ def test_two_clean_runs_are_identical_and_checkpoints_can_be_dropped(reference, 
     assert pd.read_csv(reference / TARGET).equals(pd.read_csv(tmp_path / TARGET))
     assert (pd.read_csv(reference / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])
             .equals(pd.read_csv(tmp_path / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])))
+    # without the checkpoints, rescoring them (here: more probes) needs the training again
+    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False},
+                            "curvature": {"n_probes": 3}})
+    plan = snakemake(tmp_path, "-n", TARGET)
+    assert re.search(r"^\s*train\s+1$", plan, re.M) and re.search(rf"^\s*score\s+{EPOCHS}$", plan, re.M), plan
 
 
 def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path):
@@ -100,35 +105,41 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     assert not (killed / RUN / ".train_resume").exists()  # cleared once training completed
 
 
-def test_state_from_other_parameters_is_not_used(tmp_path):
+@pytest.mark.parametrize("change", ["parameters", "code"])
+def test_state_from_other_parameters_or_code_is_not_used(tmp_path, change):
     write_config(tmp_path, CONFIG)
     run_killed_at(tmp_path, 2)
     snakemake(tmp_path, "--unlock")
-    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.02}})
-    snakemake(tmp_path, "--rerun-incomplete", f"{RUN}/train_metrics.csv")
+    if change == "parameters":
+        write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.02}})
+        snakefile = REPO / "Snakefile"
+    else:  # the same workflow with an edited training module
+        checkout = checkout_copy(tmp_path / "edited")
+        (checkout / "src/memorization_curvature/training.py").write_text(
+            (checkout / "src/memorization_curvature/training.py").read_text() + "\n# an edit\n")
+        snakefile = checkout / "Snakefile"
+    snakemake(tmp_path, "--rerun-incomplete", f"{RUN}/train_metrics.csv", snakefile=snakefile)
     log = (tmp_path / "logs/digits/noise0.1/seed0/train.log").read_text()
     assert "ignoring training state" in log and "resuming" not in log
     assert re.findall(r"epoch (\d+)/\d+ loss", log)[0] == "1"
 
 
 def test_corrupted_checkpoint_is_named_and_regenerating_it_recovers(reference, tmp_path):
-    write_config(tmp_path, CONFIG)
-    snakemake(tmp_path, TARGET)
-    checkpoint = tmp_path / RUN / "checkpoints/epoch2.pt"
+    workdir = Path(shutil.copytree(reference, tmp_path / "run"))  # the finished reference run, with its metadata
+    checkpoint = workdir / RUN / "checkpoints/epoch2.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
     # as if it broke before this checkpoint was scored
-    (tmp_path / RUN / "scores/epoch2.npz").unlink()
-    (tmp_path / TARGET).unlink()
+    (workdir / RUN / "scores/epoch2.npz").unlink()
+    (workdir / TARGET).unlink()
     failed = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "2", TARGET], capture_output=True, text=True, timeout=300)
+        snakemake_command(workdir, "--cores", "2", TARGET), capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0
     assert "cannot load checkpoint of epoch 2" in failed.stdout + failed.stderr
     assert "checkpoints/epoch2.pt" in failed.stdout + failed.stderr
     checkpoint.unlink()  # as the message says: delete it and rerun
-    snakemake(tmp_path, TARGET)
+    snakemake(workdir, TARGET)
     assert np.array_equal(np.load(reference / RUN / "scores/epoch2.npz")["train_curvature"],
-                          np.load(tmp_path / RUN / "scores/epoch2.npz")["train_curvature"])
+                          np.load(workdir / RUN / "scores/epoch2.npz")["train_curvature"])
 
 
 def test_fingerprint_checks_inputs_without_reading_them(tmp_path, monkeypatch):

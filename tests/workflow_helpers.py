@@ -1,5 +1,6 @@
 """Running the workflow through the snakemake command line, as users do."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +10,34 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir, *args, timeout=600):
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", "2", *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
+def snakemake_command(workdir, *args, declared_only=(), snakefile=REPO / "Snakefile"):
+    """The snakemake command line on ``workdir``, seeing only the distributions the project declares
+    with the extras ``declared_only`` (tests/declared_only.py; None: everything installed).
+
+    Besides checking that the declared dependencies suffice, this keeps out the SLURM executor plugin
+    (installed with the test extras), whose import asks `scontrol` for the cluster's configuration and
+    waits about 9 s where no SLURM answers: for every snakemake start.
+    """
+    launcher = ["-m", "snakemake"] if declared_only is None else [
+        str(REPO / "tests/declared_only.py"), ",".join(declared_only), "--"]
+    return [sys.executable, *launcher, "--snakefile", str(snakefile), "--directory", str(workdir), *args]
+
+
+def snakemake(workdir, *args, timeout=600, **options):
+    """Run :func:`snakemake_command` on 2 cores; fail the test with its output if it fails."""
+    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, **options),
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def write_config(workdir, config):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def checkout_copy(folder):
+    """A copy of this checkout's workflow and package (no results, environments or history) in ``folder``."""
+    copy = Path(folder) / "checkout"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info", ".pytest_cache"))
+    return copy

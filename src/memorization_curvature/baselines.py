@@ -1,6 +1,8 @@
 """Peer methods for finding mislabeled samples, from the same training run.
 
-Every score is oriented like curvature: **higher = more likely mislabeled**. Most are computed from
+Every score is oriented like curvature, **higher = more likely mislabeled**, in the direction each
+method's authors use it to find mislabeled samples (e.g. data maps' hard-to-learn region: low
+confidence and low variability). Most are computed from
 per-epoch statistics of each training sample, measured after each epoch in eval mode on the
 un-augmented input with the sample's given label (:func:`epoch_statistics`); the histories are
 arrays of shape (E, N), epochs in order.
@@ -10,10 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-HISTORY_METHODS = (
-    "csl", "final_loss", "in_confidence", "learning_time", "forgetting_events", "aum", "el2n",
-    "datamap_confidence", "datamap_variability",
-)
+from .choices import HISTORY_METHODS
 
 
 def epoch_statistics(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -89,8 +88,12 @@ def datamap_confidence(p_given: np.ndarray) -> np.ndarray:
 
 
 def datamap_variability(p_given: np.ndarray) -> np.ndarray:
-    """Data maps: the standard deviation over epochs of the probability of the given label."""
-    return p_given.std(axis=0)
+    """Data maps: the standard deviation over epochs of the probability of the given label, negated.
+
+    Swayamdipta et al. find mislabeled samples in the hard-to-learn region, low confidence and *low*
+    variability (high variability marks ambiguous samples), so low variability ranks first.
+    """
+    return -p_given.std(axis=0)
 
 
 def history_scores(history: dict[str, np.ndarray], methods, *, el2n_epoch: int) -> dict[str, np.ndarray]:
@@ -112,20 +115,43 @@ def history_scores(history: dict[str, np.ndarray], methods, *, el2n_epoch: int) 
     return {name: compute[name]() for name in methods}
 
 
-def confident_learning(labels: np.ndarray, out_of_sample_probs: np.ndarray) -> np.ndarray:
-    """Confident Learning (Northcutt et al. 2021) through cleanlab: 1 - cleanlab's label quality
-    (self-confidence) of each given label under out-of-sample predicted probabilities (N, K)."""
+def self_confidence(labels: np.ndarray, out_of_sample_probs: np.ndarray) -> np.ndarray:
+    """1 - cleanlab's label quality score (self-confidence: the out-of-sample probability (N, K) of
+    the given label), as ``cleanlab.rank.get_label_quality_scores`` computes it."""
     from cleanlab.rank import get_label_quality_scores
 
-    return 1.0 - get_label_quality_scores(np.asarray(labels), np.asarray(out_of_sample_probs))
+    return 1.0 - get_label_quality_scores(np.asarray(labels), np.asarray(out_of_sample_probs),
+                                          method="self_confidence")
 
 
-def fold_assignment(n: int, k: int, seed: int) -> np.ndarray:
-    """Each sample's fold in 0..k-1, balanced and seeded."""
+def confident_learning(labels: np.ndarray, out_of_sample_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Confident Learning (Northcutt et al. 2021) as cleanlab applies it: the samples that
+    ``cleanlab.filter.find_label_issues`` flags (confident joint, pruned by noise rate) rank above
+    every other sample, each group in cleanlab's own order (by self-confidence).
+
+    Returns (score, flagged): score = flagged + (1 - self-confidence), so in [1, 2] when flagged,
+    [0, 1] otherwise.
+    """
+    from cleanlab.filter import find_label_issues
+
+    labels, probs = np.asarray(labels), np.asarray(out_of_sample_probs)
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    return flagged + self_confidence(labels, probs), flagged
+
+
+def fold_assignment(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each sample's fold in 0..k-1: scikit-learn's StratifiedKFold on the given labels, shuffled and
+    seeded (Confident Learning's out-of-sample probabilities are made this way)."""
+    from sklearn.model_selection import StratifiedKFold
+
     if k < 2:
         raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
-    rng = np.random.default_rng(seed)
-    return rng.permutation(np.arange(n) % k)
+    labels = np.asarray(labels)
+    folds = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros((len(labels), 1)), labels)):
+        folds[held_out] = fold
+    return folds
 
 
 def ssft_score(first_forgotten: np.ndarray, epochs: int) -> np.ndarray:

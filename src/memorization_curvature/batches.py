@@ -23,9 +23,10 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 
+from .choices import PLACEMENTS
+
 log = logging.getLogger(__name__)
 
-PLACEMENTS = ("auto", "device", "stream")
 
 
 class ImageSet:
@@ -233,3 +234,8 @@ class LabelledBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         for positions, x in self.images.in_order(self.batch_size):
             yield x, self.labels[positions], positions + self.first_id
+
+
+def normalize_images(images: np.ndarray, data) -> torch.Tensor:
+    """Raw uint8 images (N, C, H, W) of a PreparedData ``data`` -> the float32 tensor the network sees."""
+    return ImageSet(images, data.mean, data.std, data.pixel_max).normalize(torch.from_numpy(np.array(images)))

@@ -11,6 +11,9 @@ import re
 import jsonschema
 import yaml
 
+from . import choices
+from .choices import DATA_FILES
+
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
@@ -59,13 +62,12 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
 
     Raises :class:`ConfigError` listing every bad key as ``key: problem; expected ...``.
     """
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     _coerce_numbers(config, schema)
-    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls = _filling_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     messages = [f"  {_key_path(e)}: {e.message}; expected {_expected(e)}" for e in errors]
     if not messages:
-        _fill_defaults(config, schema)
         messages = [f"  {key}: {problem}" for key, problem in _cross_checks(config)]
     if messages:
         raise ConfigError("invalid configuration:\n" + "\n".join(messages))
@@ -100,28 +102,39 @@ def _coerce_numbers(config: dict[str, Any], schema: dict[str, Any]) -> None:
             config[key] = _coerce(config[key], sub)
 
 
-def _fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> None:
-    for key, sub in schema.get("properties", {}).items():
-        if key not in config and "default" in sub:
-            config[key] = sub["default"]
-        if isinstance(config.get(key), dict):
-            if isinstance(sub.get("default"), dict):  # a partly given object keeps the default's other keys
-                for name, value in sub["default"].items():
-                    config[key].setdefault(name, copy.deepcopy(value))
-            _fill_defaults(config[key], sub)
+def load_schema(schema_path: str | Path) -> dict[str, Any]:
+    """The config schema, each ``x-choices: NAME`` replaced by ``enum: choices.NAME``."""
+
+    def resolve(node):
+        if isinstance(node, dict):
+            resolved = {key: resolve(value) for key, value in node.items() if key != "x-choices"}
+            if "x-choices" in node:
+                resolved["enum"] = list(getattr(choices, node["x-choices"]))
+            return resolved
+        return [resolve(item) for item in node] if isinstance(node, list) else node
+
+    return resolve(yaml.safe_load(Path(schema_path).read_text()))
 
 
-# The files each dataset needs under data.root, as torchvision reads them.
-DATA_FILES = {
-    "mnist": [f"MNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")],
-    "fashion_mnist": [f"FashionMNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k")
-                      for k in ("images-idx3", "labels-idx1")],
-    "cifar10": [f"cifar-10-batches-py/{f}" for f in
-                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-                 "batches.meta")],
-    "cifar100": [f"cifar-100-python/{f}" for f in ("train", "test", "meta")],
-    "imagefolder": ["train"],
-}
+def _filling_defaults(validator_class):
+    """``validator_class`` that also fills in defaults as it validates (jsonschema's documented
+    extension of the ``properties`` keyword): a missing key gets its default, and an object given in
+    part (``recipes: {digits: {epochs: 3}}``) keeps the keys of its default it does not set."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_then_validate(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for key, sub in properties.items():
+                if "default" not in sub:
+                    continue
+                if key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+                elif isinstance(sub["default"], dict) and isinstance(instance[key], dict):
+                    for name, value in sub["default"].items():
+                        instance[key].setdefault(name, copy.deepcopy(value))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_then_validate})
 
 
 # The keys of a training recipe: set per dataset under ``recipes``; one given under ``train`` wins
@@ -172,7 +185,7 @@ def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
     problems = _recipe_checks(config)
     root = Path(config["data"]["root"])
     for dataset in config["datasets"]:
-        missing = [f for f in DATA_FILES.get(dataset, []) if not (root / f).exists()]
+        missing = [f for f in {**DATA_FILES, "imagefolder": ("train",)}.get(dataset, ()) if not (root / f).exists()]
         if missing and not config["data"]["download"]:
             problems.append(("data.root", f"{str(root)!r} lacks the {dataset} files {', '.join(missing)}; expected "
                                           "them there (see the README), or data.download: true"))

@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .choices import CURVATURE_FORMS, CURVATURE_METHODS
+
 log = logging.getLogger(__name__)
 
-FORMS = ("paper", "official")
-METHODS = ("finite_difference", "hvp")
 _MASK32 = 0xFFFFFFFF
 _BITS = 32  # probe entries drawn from one 32-bit hash word
 
@@ -283,10 +283,10 @@ def curvature_scores(
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     if not h > 0:
         raise ValueError(f"h must be > 0, got {h}")
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if form not in CURVATURE_FORMS:
+        raise ValueError(f"form must be one of {CURVATURE_FORMS}, got {form!r}")
+    if method not in CURVATURE_METHODS:
+        raise ValueError(f"method must be one of {CURVATURE_METHODS}, got {method!r}")
     if probes_per_pass < 1:
         raise ValueError(f"probes_per_pass must be >= 1, got {probes_per_pass}")
     if batch_size < 1:

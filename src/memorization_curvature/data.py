@@ -24,19 +24,14 @@ from typing import Iterator
 
 import numpy as np
 
+from .choices import DATA_FILES, DATASETS
 from .io import BadInput
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
-
-# Where torchvision expects each dataset's files under the data root, for the error message.
-_EXPECTED_FILES = {
-    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "cifar100": "cifar-100-python/{train,test,meta}",
-}
+def _expected_files(name: str, root: str) -> str:
+    """Where torchvision expects the dataset's files under the data root, for the error message."""
+    return ", ".join(os.path.join(root, f) for f in DATA_FILES[name])
 
 
 class DatasetNotFound(BadInput, FileNotFoundError):
@@ -98,17 +93,11 @@ def _network_timeout(seconds: float) -> Iterator[None]:
 
 
 def _without_checksums(cls):
-    """torchvision's CIFAR reader, checking that the files exist but not their MD5 sums.
-
-    For copies that are not the official files (a subset, a test fixture); the reader is the same.
-    """
-
-    def files_exist(self) -> bool:
-        names = [name for name, _ in self.train_list + self.test_list]
-        return all(os.path.isfile(os.path.join(self.root, self.base_folder, n)) for n in names)
-
-    return type(f"Unverified{cls.__name__}", (cls,), {"_check_integrity": files_exist,
-                                                       "meta": {**cls.meta, "md5": None}})
+    """torchvision's CIFAR reader with no MD5 sums in its file lists: torchvision then checks that the
+    files exist, not their sums. For copies that are not the official files (a subset, a test
+    fixture); the reader is the same."""
+    unsummed = {name: [[file, None] for file, _ in getattr(cls, name)] for name in ("train_list", "test_list")}
+    return type(f"Unverified{cls.__name__}", (cls,), {**unsummed, "meta": {**cls.meta, "md5": None}})
 
 
 def _torchvision_split(name: str, root: str, train: bool, download: bool, verify_checksums: bool):
@@ -127,25 +116,28 @@ def _torchvision_split(name: str, root: str, train: bool, download: bool, verify
                 "set data.download: true where a network is reachable, or copy the files there")
         raise DatasetNotFound(
             f"{name}: dataset files not found or corrupted under data.root={root!r}; expected "
-            f"{os.path.join(root, _EXPECTED_FILES[name])} ({hint}; torchvision said: {error})"
+            f"{_expected_files(name, root)} ({hint}; torchvision said: {error})"
         ) from None
     images = np.asarray(dataset.data, dtype=np.uint8)
     images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
     return np.ascontiguousarray(images), np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes)
 
 
+@functools.cache
+def _resize_and_crop(image_size: int):
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize(image_size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
+                       v2.CenterCrop(image_size)])
+
+
 def _load_image(file: str, image_size: int) -> np.ndarray:
-    """One image as RGB uint8 (3, S, S): the shorter side resized to S, then the centre S x S cut out."""
+    """One image as RGB uint8 (3, S, S): the shorter side resized to S, then the centre S x S cut out
+    (torchvision's v2 Resize and CenterCrop, on the PIL image)."""
     from PIL import Image
 
     with Image.open(file) as image:
-        image = image.convert("RGB")
-        scale = image_size / min(image.size)
-        width, height = max(image_size, round(image.width * scale)), max(image_size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left, top = (width - image_size) // 2, (height - image_size) // 2
-        image = image.crop((left, top, left + image_size, top + image_size))
-        return np.asarray(image).transpose(2, 0, 1)
+        return np.asarray(_resize_and_crop(image_size)(image.convert("RGB"))).transpose(2, 0, 1)
 
 
 def _load_images(files: list[str], image_size: int) -> np.ndarray:
@@ -246,7 +238,7 @@ def prepare(
         train_idx, test_idx = _split(images, labels, test_fraction, split_seed)
         train = images[train_idx], labels[train_idx]
         test = images[test_idx], labels[test_idx]
-    elif name in _EXPECTED_FILES:
+    elif name in DATA_FILES:
         pixel_max = 255.0
         *train, class_names = _torchvision_split(name, root, True, download, verify_checksums)
         *test, _ = _torchvision_split(name, root, False, download, verify_checksums)
@@ -280,12 +272,3 @@ def prepare(
         pixel_max=pixel_max,
         class_names=np.asarray(class_names),
     )
-
-
-def normalize(images: np.ndarray, data: PreparedData):
-    """Raw uint8 images (N, C, H, W) -> float32 tensor the network sees."""
-    import torch  # here, not at the top: light steps need no torch
-
-    from .batches import ImageSet
-
-    return ImageSet(images, data.mean, data.std, data.pixel_max).normalize(torch.from_numpy(np.array(images)))

@@ -16,12 +16,15 @@ class ScoreFileMismatch(BadInput, ValueError):
     """A memorization score file does not describe this dataset's training set."""
 
 
-def check_score_file(tr_mem: np.ndarray, tr_labels: np.ndarray, true_labels: np.ndarray, path: str) -> None:
-    """Refuse a file whose length or labels do not match the training set."""
+def check_score_file(tr_mem: np.ndarray, tr_labels: np.ndarray, true_labels: np.ndarray, path: str,
+                     compared: np.ndarray | None = None) -> None:
+    """Refuse a file whose length or labels do not match the training set (labels checked where
+    ``compared``, a boolean mask: a run's replaced images carry another image's label)."""
     if len(tr_mem) != len(true_labels) or len(tr_labels) != len(true_labels):
         raise ScoreFileMismatch(f"{path}: {len(tr_mem)} memorization scores and {len(tr_labels)} labels for "
                                 f"a training set of {len(true_labels)} images; expected one entry per training image")
-    mismatched = np.flatnonzero(np.asarray(tr_labels) != np.asarray(true_labels))
+    differs = np.asarray(tr_labels) != np.asarray(true_labels)
+    mismatched = np.flatnonzero(differs if compared is None else differs & compared)
     if len(mismatched):
         raise ScoreFileMismatch(f"{path}: tr_labels differ from the dataset's labels at {len(mismatched)} of "
                                 f"{len(true_labels)} images (first at index {mismatched[0]}); expected the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-MODELS = ("small_cnn", "resnet18_cifar", "resnet18")
+from .choices import MODELS
 
 
 class SmallCNN(nn.Module):

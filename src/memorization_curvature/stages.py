@@ -146,13 +146,15 @@ def train(
     threads: int,
     placement: str = "auto",
     loader_workers: int = 2,
+    code: str = "",
 ) -> None:
     """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, per-epoch metrics, and
     per-sample statistics of every epoch for the peer methods (arrays (E, N), see
-    :func:`memorization_curvature.baselines.epoch_statistics`)."""
+    :func:`memorization_curvature.baselines.epoch_statistics`). ``code``: the digest of the code that
+    trains (the rule's), part of what a saved training state must match to be resumed."""
     import torch
 
-    from . import batches, models, provenance, resume, training
+    from . import batches, models, resume, training
 
     if len(checkpoints) != epochs:
         raise ValueError(f"{len(checkpoints)} checkpoint paths for {epochs} epochs")
@@ -177,8 +179,7 @@ def train(
     expected = resume.fingerprint(
         {"model": model_name, "config": config.__dict__, "device": device},
         [data_path, labels_path],
-        provenance.source_digest("data", "batches", "models", "training", "baselines", "resume", "io",
-                                "stages"),
+        code,
     )
     state = resume.load(resume_folder, expected, checkpoints)
     if state is not None:
@@ -462,7 +463,7 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
     given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
     images = batches.ImageSet.of(prepared, "train")
     loading = {"placement": placement, "workers": loader_workers}
-    fold = baselines.fold_assignment(len(given), folds, seed)
+    fold = baselines.fold_assignment(given.numpy(), folds, seed)
     probs = np.zeros((len(given), prepared.num_classes))
     dev = training.resolve_device(device)
     for f in range(folds):
@@ -479,8 +480,12 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
 def confident_learning(labels_path: str, probs_path: str, output: str) -> None:
     labels = load_labels(labels_path)
     probs = io.load_npz(probs_path)["probs"]
-    score = baselines.confident_learning(labels["given_label"].to_numpy(), probs)
-    io.save_csv(output, pd.DataFrame({"index": labels["index"], "confident_learning": score}))
+    given = labels["given_label"].to_numpy()
+    score, flagged = baselines.confident_learning(given, probs)
+    io.save_csv(output, pd.DataFrame({"index": labels["index"], "confident_learning": score,
+                                      "self_confidence": baselines.self_confidence(given, probs)}))
+    log.info("cleanlab's find_label_issues flags %d of %d given labels (%d of them corrupted)", flagged.sum(),
+             len(flagged), (flagged & labels["corrupted"].to_numpy(bool)).sum())
 
 
 def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name: str, device: str,
@@ -496,7 +501,7 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, model_name
     given = torch.tensor(load_labels(labels_path)["given_label"].to_numpy())
     images = batches.ImageSet.of(prepared, "train")
     loading = {"placement": placement, "workers": loader_workers}
-    half = baselines.fold_assignment(len(given), 2, seed)
+    half = baselines.fold_assignment(given.numpy(), 2, seed)
     epochs = recipe["epochs"]
     first_forgotten = np.full(len(given), epochs + 1)
     dev = training.resolve_device(device)
@@ -587,20 +592,28 @@ def find_duplicates(data_path: str, table_path: str, output: str, summary_path: 
 
 
 def compare_memorization(table_path: str, score_file: str, output: str, *, figure: str, top_k: int,
-                         run_title: str) -> None:
-    """Cosine similarity and Pearson correlation of averaged curvature with Feldman-Zhang memorization."""
+                         run_title: str, images_replaced: bool) -> None:
+    """Cosine similarity and Pearson correlation of averaged curvature with Feldman-Zhang memorization.
+
+    ``images_replaced``: the run replaced some training images by copies of others (its ``corrupted``
+    flag); the published scores describe the original images, so only the untouched ones are compared.
+    """
     from . import figures, memorization
 
     table = pd.read_csv(table_path).sort_values("index", ignore_index=True)
+    size = len(table)
     with np.load(score_file, allow_pickle=False) as arrays:
         missing = {"tr_mem", "tr_labels"} - set(arrays.files)
         if missing:
             raise memorization.ScoreFileMismatch(f"{score_file}: no array(s) {sorted(missing)}; expected tr_mem "
                                                  "and tr_labels")
         tr_mem, tr_labels = arrays["tr_mem"], arrays["tr_labels"]
-    memorization.check_score_file(tr_mem, tr_labels, table["true_label"].to_numpy(), score_file)
+    untouched = ~table["corrupted"].to_numpy(bool) if images_replaced else np.ones(size, bool)
+    memorization.check_score_file(tr_mem, tr_labels, table["true_label"].to_numpy(), score_file, untouched)
+    table, tr_mem = table[untouched], tr_mem[untouched]
     result = memorization.agreement(table["curvature"].to_numpy(), tr_mem, top_k)
-    io.save_json(output, {**result, "score_file": str(score_file)})
+    io.save_json(output, {**result, "replaced_images_left_out": int(size - untouched.sum()),
+                          "score_file": str(score_file)})
     fig, ax = figures.plt.subplots(figsize=(4.5, 4))
     ax.scatter(tr_mem, table["curvature"], s=3, alpha=0.4)
     ax.set_yscale("log")

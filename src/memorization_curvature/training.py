@@ -185,8 +185,8 @@ def train(
     first_epoch = 1
     if resume is not None:
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])  # holds the current learning rate
-        scheduler.last_epoch = resume["epoch"]
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"] + 1
     n = len(train_x)
@@ -219,5 +219,5 @@ def train(
         on_epoch_end(epoch, model, metrics, train_logits)
         if on_state is not None:
             on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "generator": generator.get_state()})
+                      "scheduler": scheduler.state_dict(), "generator": generator.get_state()})
     model.to(memory_format=torch.contiguous_format)
