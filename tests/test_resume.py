@@ -16,7 +16,7 @@ import torch
 
 from workflow_helpers import REPO, checkout_copy, snakemake, snakemake_command, write_config
 
-EPOCHS = 6
+EPOCHS = 4
 CONFIG = {
     "datasets": ["digits"], "noise_rates": [0.1], "seeds": [0],
     "train": {"epochs": EPOCHS, "threads": 1},
