@@ -105,14 +105,18 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     assert not (killed / RUN / ".train_resume").exists()  # cleared once training completed
 
 
-@pytest.mark.parametrize("change", ["parameters", "code"])
-def test_state_from_other_parameters_or_code_is_not_used(tmp_path, change):
+@pytest.mark.parametrize("change", ["parameters", "inputs", "code"])
+def test_state_from_other_parameters_inputs_or_code_is_not_used(tmp_path, change):
     write_config(tmp_path, CONFIG)
     run_killed_at(tmp_path, 2)
     snakemake(tmp_path, "--unlock")
+    snakefile = REPO / "Snakefile"
     if change == "parameters":
         write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.02}})
-        snakefile = REPO / "Snakefile"
+    elif change == "inputs":  # the labels rewritten (as a rerun of their job would): a new modification time
+        labels = tmp_path / RUN / "labels.csv"
+        labels.write_text(labels.read_text())
+        os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))
     else:  # the same workflow with an edited training module
         checkout = checkout_copy(tmp_path / "edited")
         (checkout / "src/memorization_curvature/training.py").write_text(
