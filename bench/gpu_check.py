@@ -5,6 +5,10 @@
 3. Measured throughput against the FLOP-count estimates of bench/host_overhead.py: a CIFAR-10-size
    training epoch (ResNet18 CIFAR form, batch 128, images held on the device, bf16 autocast) and
    scoring (n = 10, batch 512), and the same at ImageNet size (torchvision ResNet18, 224 x 224).
+4. `curvature.precision`: samples/s of the float32 finite difference and of the bf16 difference
+   propagation on ResNet18 CIFAR (n = 10, batch 512), each one's Spearman against float64 on the
+   GPU, and the speed-up, beside bench/precision.py's estimate (6.6x at the data sheet's rates).
+   This decides whether bf16 becomes the default on GPUs.
 
     python bench/gpu_check.py                      # on the GPU machine
     python bench/gpu_check.py --device cpu --quick # a smoke run of the script itself
@@ -91,6 +95,35 @@ def throughput(name: str, device: torch.device, quick: bool) -> list[str]:
             f"{H200_FP32 / 2 / score_flops:,.0f} | {score_rate * score_flops / 1e12:.1f} |"]
 
 
+def check_precision(device: torch.device, quick: bool) -> list[str]:
+    """float32 finite difference against bf16 difference propagation: speed and agreement with float64."""
+    torch.manual_seed(0)
+    model = models.build_model("resnet18_cifar", in_channels=3, num_classes=10, image_size=32)
+    with torch.no_grad():  # BatchNorm statistics of real batches, so the folded BatchNorm is not the identity
+        model.train()(torch.randn(256, 3, 32, 32))
+    model.to(device)
+    samples, compared, batch = (32, 16, 16) if quick else (8192, 512, 512)
+    x, y = torch.randn(samples, 3, 32, 32, device=device), torch.randint(0, 10, (samples,), device=device)
+    reference = curvature_scores(model.double(), x[:compared].double(), y[:compared], n_probes=10, device=device)
+    model.float()
+    rows = []
+    ranks = lambda s: s.argsort().argsort().double()  # noqa: E731
+    rates = {}
+    for precision in ("float32", "bf16"):
+        scores = curvature_scores(model, x[:compared], y[:compared], n_probes=10, device=device, precision=precision)
+        spearman = float(np.corrcoef(ranks(scores), ranks(reference))[0, 1])
+        curvature_scores(model, x[:batch], y[:batch], n_probes=10, batch_size=batch, device=device,
+                         precision=precision)  # warm-up
+        sync(device)
+        started = time.perf_counter()
+        curvature_scores(model, x, y, n_probes=10, batch_size=batch, device=device, precision=precision)
+        sync(device)
+        rates[precision] = samples / (time.perf_counter() - started)
+        rows.append(f"| {precision} | {rates[precision]:,.0f} | {spearman:.6f} |")
+    rows.append(f"| speed-up of bf16 | {rates['bf16'] / rates['float32']:.2f}x | |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -106,6 +139,10 @@ def main() -> None:
           "achieved TFLOP/s |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
+    print(f"\n| curvature.precision (ResNet18 CIFAR, random weights, n = 10) | measured samples/s on "
+          f"{device} | Spearman vs float64 |")
+    print("|---|---|---|")
+    print("\n".join(check_precision(device, args.quick)))
 
 
 if __name__ == "__main__":

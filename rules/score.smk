@@ -25,6 +25,7 @@ rule score:
         h=config["curvature"]["h"],
         form=config["curvature"]["form"],
         method=config["curvature"]["method"],
+        precision=config["curvature"]["precision"],
         seed=lambda w: int(w.seed),
         score_test=config["figures"]["dynamics"],
         code=code_digest("score.py"),

@@ -1,9 +1,11 @@
 """Every kind of bad configuration is refused, naming the key, before any job runs."""
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -40,6 +42,8 @@ BAD = [
     ({"curvature": {"h": -0.001}}, "curvature.h"),
     ({"curvature": {"h": "small"}}, "curvature.h"),
     ({"curvature": {"score_every": 13}}, "curvature.score_every"),
+    ({"curvature": {"precision": "fp8"}}, "curvature.precision"),
+    ({"curvature": {"precision": "bf16", "method": "hvp"}}, "curvature.precision"),
     ({"data": {"test_fraction": 1.0}}, "data.test_fraction"),
     ({"datasets": ["cifar10"], "data": {"root": "/nonexistent/data"}}, "data.root"),
     ({"baselines": {"el2n_epoch": 40}}, "baselines.el2n_epoch"),
@@ -137,3 +141,41 @@ def test_scored_epochs_count_back_from_the_last():
     assert scored_epochs(12, 1) == list(range(1, 13))
     assert scored_epochs(10, 4) == [2, 6, 10]
     assert scored_epochs(200, 4)[-1] == 200 and len(scored_epochs(200, 4)) == 50
+
+
+def test_each_concept_has_one_list_of_allowed_values():
+    from memorization_curvature import baselines, batches, choices, curvature, data, models
+    from memorization_curvature.config import load_schema
+
+    schema = load_schema(SCHEMA)
+    props = schema["properties"]
+    assert props["datasets"]["items"]["enum"] == list(choices.DATASETS)
+    assert props["train"]["properties"]["model"]["enum"] == list(choices.MODELS)
+    assert props["recipes"]["properties"]["cifar10"]["properties"]["model"]["enum"] == list(choices.MODELS)
+    assert props["curvature"]["properties"]["form"]["enum"] == list(choices.CURVATURE_FORMS)
+    assert props["curvature"]["properties"]["method"]["enum"] == list(choices.CURVATURE_METHODS)
+    assert props["baselines"]["properties"]["history"]["items"]["enum"] == list(choices.HISTORY_METHODS)
+    assert props["train"]["properties"]["placement"]["enum"] == list(choices.PLACEMENTS)
+    # the schema file itself lists none of them: one list, in choices.py
+    text = SCHEMA.read_text()
+    assert not re.search(r"^\s+enum:", text, re.M) and len(re.findall(r"^\s+x-choices:", text, re.M)) == 7
+    # and the code checks against the same objects
+    assert models.MODELS is choices.MODELS and data.DATASETS is choices.DATASETS
+    assert baselines.HISTORY_METHODS is choices.HISTORY_METHODS and batches.PLACEMENTS is choices.PLACEMENTS
+    assert curvature.CURVATURE_FORMS is choices.CURVATURE_FORMS
+    assert set(baselines.history_scores({k: np.ones((2, 3)) for k in ("loss", "correct", "margin", "p_given", "el2n")},
+                                        choices.HISTORY_METHODS, el2n_epoch=1)) == set(choices.HISTORY_METHODS)
+    for name in choices.MODELS:  # every listed model can be built
+        models.build_model(name, in_channels=3, num_classes=10, image_size=32)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build_model("vgg", in_channels=3, num_classes=10, image_size=32)
+
+
+def test_a_partly_given_section_keeps_the_defaults_of_its_other_keys():
+    config = merged({"recipes": {"digits": {"epochs": 3}}, "curvature": {"n_probes": 2}})
+    for section in ("recipes", "curvature"):
+        config[section] = {k: v for k, v in config[section].items() if k in ("digits", "n_probes")}
+    validate_config(config, SCHEMA)
+    assert config["recipes"]["digits"]["epochs"] == 3 and config["recipes"]["digits"]["lr"] == 0.01
+    assert config["curvature"]["n_probes"] == 2 and config["curvature"]["h"] == 0.001
+    assert config["recipes"]["cifar10"]["model"] == "resnet18_cifar"  # an absent dataset: its whole default

@@ -8,6 +8,8 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefol
 MODELS = ("small_cnn", "resnet18_cifar", "resnet18")
 CURVATURE_FORMS = ("paper", "official")  # mean squared norm (the paper's equation) / mean norm (its code)
 CURVATURE_METHODS = ("finite_difference", "hvp")
+# float32: the finite difference as a subtraction; bf16: by difference propagation, linear ops in bf16
+CURVATURE_PRECISIONS = ("float32", "bf16")
 HISTORY_METHODS = (
     "csl", "final_loss", "in_confidence", "learning_time", "forgetting_events", "aum", "el2n",
     "datamap_confidence", "datamap_variability",

@@ -183,6 +183,11 @@ def _recipe_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
     problems = _recipe_checks(config)
+    scoring = config["curvature"]
+    if scoring["precision"] != "float32" and scoring["method"] != "finite_difference":
+        problems.append(("curvature.precision", f"{scoring['precision']} applies to the finite difference, not to "
+                                                f"method {scoring['method']}; expected float32, or method "
+                                                "finite_difference"))
     root = Path(config["data"]["root"])
     for dataset in config["datasets"]:
         missing = [f for f in {**DATA_FILES, "imagefolder": ("train",)}.get(dataset, ()) if not (root / f).exists()]

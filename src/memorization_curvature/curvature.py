@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import CURVATURE_FORMS, CURVATURE_METHODS
+from .choices import CURVATURE_FORMS, CURVATURE_METHODS, CURVATURE_PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +208,28 @@ def _batches(
         yield x, y, ids
 
 
-def _score_batch(model, x, y, ids, *, n_probes, seed, h, form, method, probes_per_pass):
-    """Curvature of one batch, on x's device and dtype; the probes are made there, a chunk at a time."""
+def _score_batch(model, x, y, ids, *, n_probes, seed, h, form, method, probes_per_pass, propagation=None):
+    """Curvature of one batch, on x's device and dtype; the probes are made there, a chunk at a time.
+
+    With ``propagation`` (a :class:`memorization_curvature.difference.DifferencePropagation` of the
+    model), the gradient differences are propagated instead of subtracted (``precision: bf16``).
+    """
     keys = probe_keys(ids, n_probes, seed)  # (B, n, 2): all that is kept of the n probes
     shape = tuple(x.shape[1:])
-    total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    total = torch.zeros(len(x), dtype=torch.float64 if propagation else x.dtype, device=x.device)
 
     def accumulate(diff_sq: torch.Tensor) -> None:  # (B, p) squared norms of the gradient differences
         total.add_((diff_sq if form == "paper" else diff_sq.sqrt()).sum(1))
+
+    if propagation is not None:
+        state, stacked = propagation.clean(x, y), {}
+        for k0 in range(0, n_probes, probes_per_pass):
+            v = probes_from_keys(keys[:, k0 : k0 + probes_per_pass], shape, x.dtype)  # (B, p, ...)
+            p = v.shape[1]
+            if p > 1 and p not in stacked:
+                stacked[p] = propagation.repeat(state, p)
+            accumulate(propagation.squared_norms(stacked.get(p, state), v.mul_(h).flatten(0, 1)).view(len(x), p))
+        return total / n_probes
 
     if method == "hvp":
         grad, x_leaf = input_gradient(model, x, y, create_graph=True)
@@ -253,6 +267,7 @@ def curvature_scores(
     probes_per_pass: int = 1,
     channels_last: bool | None = None,
     fold_bn: bool = True,
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Curvature score of every sample, float64 tensor (N,) on the CPU; higher = more memorized.
 
@@ -278,6 +293,11 @@ def curvature_scores(
         fold_bn: score a copy of the model with BatchNorm folded into the convolutions
             (:func:`fold_batchnorm`): the same function, fewer operations per pass (default; the
             benchmark in the README measures the gain and the agreement with float64).
+        precision: ``"float32"`` (default): the finite difference as a subtraction of two float32
+            gradients. ``"bf16"``: the same finite difference by difference propagation
+            (:mod:`memorization_curvature.difference`), the convolutions and linear layers of the probe
+            passes in bf16 (tensor cores), the rest in float32; a model with an operation it does not
+            know is scored in float32, with a log line saying why. Finite difference only.
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
@@ -289,6 +309,10 @@ def curvature_scores(
         raise ValueError(f"method must be one of {CURVATURE_METHODS}, got {method!r}")
     if probes_per_pass < 1:
         raise ValueError(f"probes_per_pass must be >= 1, got {probes_per_pass}")
+    if precision not in CURVATURE_PRECISIONS:
+        raise ValueError(f"precision must be one of {CURVATURE_PRECISIONS}, got {precision!r}")
+    if precision != "float32" and method != "finite_difference":
+        raise ValueError(f"precision {precision!r} applies to the finite difference; method {method!r} runs in float32")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     first_param = next(model.parameters(), None)
@@ -303,6 +327,14 @@ def curvature_scores(
         channels_last = device.type == "cuda"
     if fold_bn:
         model = fold_batchnorm(model)
+    propagation = None
+    if precision == "bf16":
+        from . import difference
+
+        propagation, why = difference.build(model, torch.bfloat16)
+        if propagation is None:
+            log.info("precision bf16: the difference cannot be propagated through this model (%s); scoring with "
+                     "the float32 finite difference", why)
     total_samples = len(data) if isinstance(data, torch.Tensor) else getattr(data, "num_samples", None)
     chunks: list[torch.Tensor] = []  # stay on the device until the end: no synchronisation per batch
     done = 0
@@ -314,7 +346,7 @@ def curvature_scores(
             batches = _batches(data, labels, sample_ids, batch_size, device)
             for scores in score_batches(model, batches, device=device, dtype=dtype, channels_last=channels_last,
                                         n_probes=n_probes, seed=seed, h=h, form=form, method=method,
-                                        probes_per_pass=probes_per_pass):
+                                        probes_per_pass=probes_per_pass, propagation=propagation):
                 chunks.append(scores)
                 done += len(scores)
                 if total_samples and done / total_samples >= next_report:
@@ -334,7 +366,7 @@ def score_batches(model: nn.Module, batches: Iterable, *, device: torch.device, 
     the device. Nothing here waits for the device or copies to it what is already there.
 
     ``model`` is prepared by the caller (eval mode, frozen, folded); ``options``: n_probes, seed, h,
-    form, method, probes_per_pass.
+    form, method, probes_per_pass, propagation (see :func:`_score_batch`).
     """
     for x, y, ids in batches:
         x = x.to(device=device, dtype=dtype, non_blocking=True)

@@ -251,6 +251,7 @@ def score(
     form: str,
     method: str,
     seed: int,
+    precision: str = "float32",
     score_test: bool = False,
     batch_size: int = 256,
     probes_per_pass: int = 1,
@@ -276,10 +277,10 @@ def score(
     dev = training.resolve_device(device)
     model.to(dev)
     started = time.perf_counter()
-    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s; batch %d, %d probe(s) per pass)",
-             len(labels), epoch, dev, n_probes, h, form, method, batch_size, probes_per_pass)
+    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s, %s; batch %d, %d probe(s) per pass)",
+             len(labels), epoch, dev, n_probes, h, form, method, precision, batch_size, probes_per_pass)
     options = dict(n_probes=n_probes, h=h, seed=seed, device=dev, form=form, method=method,
-                   probes_per_pass=probes_per_pass)
+                   probes_per_pass=probes_per_pass, precision=precision)
     loading = dict(device=dev, placement=placement, workers=loader_workers)
     arrays = {"epoch": np.asarray(epoch)}
     train_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(),

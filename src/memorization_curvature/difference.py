@@ -1,0 +1,294 @@
+"""The finite difference of input gradients, g(x + dx) - g(x), computed by propagating the difference.
+
+The finite-difference curvature subtracts two gradients that differ by about h = 1e-3 of their size,
+so computed as a subtraction it needs float32 throughout. Carried through the network explicitly it
+does not: with the clean pass's values (float32), the difference of every activation is propagated
+forward and the difference of every backward signal backward. A linear operation (convolution with
+BatchNorm folded into it, linear layer, pooling by averages, residual addition, flattening) acts on
+the difference alone, W dx, with nothing to cancel, so the convolutions and linear layers, where the
+FLOPs are, can run in bf16 (``linear_dtype``) and keep a relative error of about 1e-3 *of the
+difference*. The nonlinearities are elementwise and exact in float32, activation-pattern changes
+included:
+
+- ReLU forward: relu(z + dz) - relu(z) by cases (dz where both are positive, no subtraction);
+  backward: m' * du + (m' - m) * u, m and m' the clean and shifted masks, u the clean signal.
+- max pooling: routed by the shifted and the clean argmax; where they agree, the difference itself.
+- the loss: softmax(l + dl) - softmax(l) = p * expm1(dl - s) with s, the change of the log-sum-exp,
+  taken relative to the most probable class (:func:`softmax_difference`): no cancellation.
+
+The clean backward signal starts from the loss gradient with the label's entry written as minus the
+sum of the others (:func:`loss_gradient`), so a confident sample keeps its digits there too.
+
+The result is the same finite difference (not the Hessian-vector product), to rounding. Models are read
+with torch.fx (:func:`memorization_curvature.curvature.fold_batchnorm` already traces them); a model
+with an operation not listed in :data:`SUPPORTED` cannot be propagated (:func:`build` returns None and
+says which operation).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+# How each kind of node is propagated: "affine" (convolution, linear, BatchNorm: a linear map plus a
+# bias, the FLOP-heavy part, run in linear_dtype), "linear" (cheap linear maps without a bias, run in
+# float32), "relu", "maxpool", "add".
+_MODULES: dict[type, str] = {
+    nn.Conv2d: "affine", nn.Linear: "affine", nn.BatchNorm2d: "affine", nn.ReLU: "relu", nn.MaxPool2d: "maxpool",
+    nn.AdaptiveAvgPool2d: "linear", nn.AvgPool2d: "linear", nn.Flatten: "linear", nn.Identity: "linear",
+    nn.Dropout: "linear",
+}
+_FUNCTIONS: dict[object, str] = {
+    F.relu: "relu", torch.relu: "relu", operator.add: "add", torch.add: "add", torch.flatten: "linear",
+    F.adaptive_avg_pool2d: "linear", F.avg_pool2d: "linear",
+}
+_METHODS = {"flatten": "linear", "view": "linear", "reshape": "linear", "relu": "relu"}
+SUPPORTED = sorted({t.__name__ for t in _MODULES} | {getattr(f, "__name__", str(f)) for f in _FUNCTIONS}
+                   | {f"Tensor.{m}" for m in _METHODS})
+
+
+@dataclass
+class _Step:
+    node: fx.Node
+    kind: str
+    run: Callable  # the node's operation on its input values (the clean pass)
+    inputs: list[fx.Node]
+
+
+def _kind(graph_module: fx.GraphModule, node: fx.Node) -> tuple[str | None, str]:
+    if node.op == "call_module":
+        module = graph_module.get_submodule(node.target)
+        return _MODULES.get(type(module)), type(module).__name__
+    if node.op == "call_function":
+        return _FUNCTIONS.get(node.target), getattr(node.target, "__name__", str(node.target))
+    if node.op == "call_method":
+        return _METHODS.get(node.target), f"Tensor.{node.target}"
+    return node.op, node.op
+
+
+class DifferencePropagation:
+    """g(x + dx) - g(x) for one traced model: :meth:`clean` once per batch, then
+    :meth:`gradient_difference` for each probe's dx. The gradient is that of each sample's own
+    cross-entropy loss with respect to its input (eval mode, as scoring runs)."""
+
+    def __init__(self, graph_module: fx.GraphModule, steps: list[_Step], linear_dtype: torch.dtype):
+        self.graph_module = graph_module
+        self.steps = steps
+        self.linear_dtype = linear_dtype
+        self.input = next(s.node for s in steps if s.kind == "placeholder")
+        self.output = next(s for s in steps if s.kind == "output").inputs[0]
+
+    # -- the clean pass: values of every node, and the clean backward signal at each nonlinearity --
+
+    def clean(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        values: dict[fx.Node, object] = {}
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            for step in self.steps:
+                if step.kind == "placeholder":
+                    values[step.node] = x
+                elif step.kind != "output":
+                    values[step.node] = step.run(*(_value(values, a) for a in step.node.args),
+                                                 **{k: _value(values, v) for k, v in step.node.kwargs.items()})
+            logits = values[self.output]
+            # the loss in float64 (N x K numbers), and every backward signal scaled per sample so that its
+            # largest logit entry is 1: a confident sample's signals do not underflow in float32 or bf16
+            probs = torch.softmax(logits.detach().double(), 1)
+            gradient = loss_gradient(probs, y)
+            scale = 1.0 / gradient.abs().amax(1, keepdim=True).clamp_min(1e-300)
+            nonlinear = [s.node for s in self.steps if s.kind in ("relu", "maxpool")]
+            upstream = torch.autograd.grad(logits, [values[n] for n in nonlinear], (gradient * scale).to(logits.dtype),
+                                           allow_unused=True) if nonlinear else ()
+        state = {"values": {n: v.detach() if isinstance(v, torch.Tensor) else v for n, v in values.items()},
+                 "upstream": {n: (torch.zeros_like(values[n]) if u is None else u.detach())
+                              for n, u in zip(nonlinear, upstream)},
+                 "probs": probs, "scale": scale[:, 0]}
+        for step in self.steps:  # the clean argmax of every max pooling
+            if step.kind == "maxpool":
+                module = self.graph_module.get_submodule(step.node.target)
+                state.setdefault("indices", {})[step.node] = _pool(module, state["values"][step.inputs[0]])[1]
+        return state
+
+    def repeat(self, state: dict, times: int) -> dict:
+        """The clean state of each sample repeated ``times`` times (sample-major), for stacked probes."""
+        def rep(v):
+            return v.repeat_interleave(times, 0) if isinstance(v, torch.Tensor) else v
+
+        return {key: ({n: rep(v) for n, v in value.items()} if isinstance(value, dict) else rep(value))
+                for key, value in state.items()}
+
+    # -- the difference passes --
+
+    def gradient_difference(self, state: dict, dx: torch.Tensor) -> torch.Tensor:
+        """g(x + dx) - g(x), float64, shaped like dx."""
+        scaled = self.scaled_difference(state, dx)
+        return scaled.double() / state["scale"].view(-1, *[1] * (dx.dim() - 1))
+
+    def squared_norms(self, state: dict, dx: torch.Tensor) -> torch.Tensor:
+        """||g(x + dx) - g(x)||^2 of each sample, float64 (N,): what the curvature score sums."""
+        return self.scaled_difference(state, dx).flatten(1).double().pow(2).sum(1) / state["scale"] ** 2
+
+    def scaled_difference(self, state: dict, dx: torch.Tensor) -> torch.Tensor:
+        """The gradient difference times the state's per-sample scale, in dx's dtype."""
+        values, diffs = state["values"], {self.input: dx}
+        for step in self.steps:
+            if step.kind in ("placeholder", "output"):
+                continue
+            diffs[step.node] = self._forward(step, values, diffs, state)
+        loss = softmax_difference(state["probs"], diffs[self.output].double()) * state["scale"][:, None]
+        grads = {self.output: loss.to(dx.dtype)}
+        for step in reversed(self.steps):
+            if step.kind in ("placeholder", "output") or step.node not in grads:
+                continue
+            for node, grad in self._backward(step, values, diffs, grads.pop(step.node), state):
+                grads[node] = grads[node] + grad if node in grads else grad
+        return grads.get(self.input, torch.zeros_like(dx))
+
+    def _low(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.linear_dtype)
+
+    def _forward(self, step: _Step, values, diffs, state) -> torch.Tensor:
+        node, kind = step.node, step.kind
+        if kind == "affine":
+            module = self.graph_module.get_submodule(node.target)
+            d = diffs[step.inputs[0]]
+            if isinstance(module, nn.Conv2d):
+                out = F.conv2d(self._low(d), self._low(module.weight), None, module.stride, module.padding,
+                               module.dilation, module.groups)
+            elif isinstance(module, nn.Linear):
+                out = F.linear(self._low(d), self._low(module.weight))
+            else:  # BatchNorm in eval mode (not folded): a per-channel scale; elementwise, in float32
+                return d * _bn_scale(module).view(1, -1, *([1] * (d.dim() - 2)))
+            return out.to(d.dtype)
+        if kind == "linear":
+            return step.run(*(_value(diffs, a) for a in node.args), **{k: _value(diffs, v) for k, v in node.kwargs.items()})
+        if kind == "add":
+            a, b = (_value(diffs, a) if isinstance(a, fx.Node) else 0 for a in node.args[:2])
+            return a + b
+        if kind == "relu":
+            z, dz = values[step.inputs[0]], diffs[step.inputs[0]]
+            shifted = z + dz
+            return torch.where(z > 0, torch.where(shifted > 0, dz, -z), torch.where(shifted > 0, shifted, 0.0))
+        if kind == "maxpool":
+            module = self.graph_module.get_submodule(node.target)
+            a, da = values[step.inputs[0]], diffs[step.inputs[0]]
+            pooled, new = _pool(module, a + da)
+            old = state["indices"][node]
+            same = new == old
+            flat = da.flatten(2).gather(2, old.flatten(2)).view_as(pooled)
+            return torch.where(same, flat, pooled - values[node])
+        raise AssertionError(kind)
+
+    def _backward(self, step: _Step, values, diffs, grad: torch.Tensor, state):
+        """Pairs (input node, its share of the gradient difference)."""
+        node, kind = step.node, step.kind
+        if kind == "affine":
+            module = self.graph_module.get_submodule(node.target)
+            source = values[step.inputs[0]]
+            if isinstance(module, nn.Conv2d):
+                out = torch.nn.grad.conv2d_input(source.shape, self._low(module.weight), self._low(grad), module.stride,
+                                                 module.padding, module.dilation, module.groups)
+            elif isinstance(module, nn.Linear):
+                out = self._low(grad) @ self._low(module.weight)
+            else:
+                return [(step.inputs[0], grad * _bn_scale(module).view(1, -1, *([1] * (grad.dim() - 2))))]
+            return [(step.inputs[0], out.to(grad.dtype))]
+        if kind == "linear":  # cheap linear maps: their transpose by autograd, at the clean input
+            (source,) = step.inputs
+            _, transpose = torch.func.vjp(lambda t: step.run(*(t if a is source else _value(values, a) for a in node.args),
+                                                             **{k: _value(values, v) for k, v in node.kwargs.items()}),
+                                          values[source])
+            return [(source, transpose(grad)[0])]
+        if kind == "add":
+            return [(a, grad) for a in node.args[:2] if isinstance(a, fx.Node)]
+        if kind == "relu":
+            source = step.inputs[0]
+            z, dz, u = values[source], diffs[source], state["upstream"][node]
+            old, new = z > 0, (z + dz) > 0
+            return [(source, torch.where(new, grad, 0.0) + torch.where(new == old, 0.0, torch.where(new, u, -u)))]
+        if kind == "maxpool":
+            module = self.graph_module.get_submodule(node.target)
+            source = step.inputs[0]
+            a, da, u = values[source], diffs[source], state["upstream"][node]
+            new = _pool(module, a + da)[1]
+            old = state["indices"][node]
+            same = new == old
+            # unpool(u + du, new) - unpool(u, old): where the argmax stays, du alone
+            out = torch.zeros_like(a).flatten(2)
+            out.scatter_add_(2, new.flatten(2), torch.where(same, grad, u + grad).flatten(2))
+            out.scatter_add_(2, old.flatten(2), torch.where(same, 0.0, -u).flatten(2))
+            return [(source, out.view_as(a))]
+        raise AssertionError(kind)
+
+
+def loss_gradient(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of each sample's cross-entropy with respect to its logits, softmax - onehot, with the
+    label's entry as -(sum of the other probabilities): for a confident sample softmax - 1 keeps few
+    correct digits (none once the loss is below the precision), the sum keeps them all."""
+    others = probs.scatter(1, y[:, None], 0.0)
+    return others.scatter(1, y[:, None], -others.sum(1, keepdim=True))
+
+
+def softmax_difference(probs: torch.Tensor, dl: torch.Tensor) -> torch.Tensor:
+    """softmax(l + dl) - softmax(l) from p = softmax(l) (N, K) and dl, without subtracting two
+    probabilities: p_k * expm1(dl_k - s), s = log sum_k p_k exp(dl_k), with s taken relative to each
+    sample's most probable class r, s - dl_r = log1p(sum_{k != r} p_k expm1(dl_k - dl_r)), so that a
+    confident sample (p_r near 1) keeps its tiny difference instead of rounding noise."""
+    top = probs.argmax(1, keepdim=True)
+    relative = dl - dl.gather(1, top)  # dl_k - dl_r; 0 at r
+    others = probs.scatter(1, top, 0.0)
+    shift = torch.log1p((others * torch.expm1(relative)).sum(1, keepdim=True))  # s - dl_r
+    return probs * torch.expm1(relative - shift)
+
+
+def _value(values: dict, arg):
+    if isinstance(arg, fx.Node):
+        return values[arg]
+    if isinstance(arg, (tuple, list)):
+        return type(arg)(_value(values, a) for a in arg)
+    return arg
+
+
+def _bn_scale(module: nn.BatchNorm2d) -> torch.Tensor:
+    return module.weight / torch.sqrt(module.running_var + module.eps)
+
+
+def _pool(module: nn.MaxPool2d, t: torch.Tensor):
+    return F.max_pool2d(t, module.kernel_size, module.stride, module.padding, module.dilation,
+                        ceil_mode=module.ceil_mode, return_indices=True)
+
+
+def build(graph_module: nn.Module, linear_dtype: torch.dtype = torch.bfloat16) -> tuple[DifferencePropagation | None, str]:
+    """The propagation for a model (a torch.fx GraphModule, or a module fx can trace), or (None, why)."""
+    if not isinstance(graph_module, fx.GraphModule):
+        try:
+            graph_module = fx.symbolic_trace(graph_module)
+        except Exception as error:  # noqa: BLE001 - any tracing failure: not propagated
+            return None, f"torch.fx cannot trace it ({type(error).__name__}: {error})"
+    steps = []
+    for node in graph_module.graph.nodes:
+        kind, name = _kind(graph_module, node)
+        if kind is None:
+            return None, f"its operation {name} ({node.name}) is not one of {', '.join(SUPPORTED)}"
+        if kind == "maxpool" and graph_module.get_submodule(node.target).return_indices:
+            return None, f"its max pooling {node.name} returns indices"
+        if kind == "relu":
+            run = F.relu  # never in place (torchvision's ReLU(inplace=True)): the clean input is kept
+        elif node.op == "call_module":
+            run = graph_module.get_submodule(node.target)
+        elif node.op == "call_method":
+            run = (lambda method: lambda t, *args, **kwargs: getattr(t, method)(*args, **kwargs))(node.target)
+        else:
+            run = node.target
+        inputs = [a for a in node.all_input_nodes]
+        if kind in ("affine", "relu", "maxpool", "linear") and node.op != "output" and len(inputs) != 1:
+            return None, f"{node.name} takes {len(inputs)} tensors; expected one"
+        steps.append(_Step(node, kind, run, inputs))
+    if sum(s.kind == "placeholder" for s in steps) != 1:
+        return None, "it does not take exactly one input"
+    return DifferencePropagation(graph_module, steps, linear_dtype), ""
