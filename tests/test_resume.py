@@ -105,11 +105,18 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     assert not (killed / RUN / ".train_resume").exists()  # cleared once training completed
 
 
+@pytest.fixture(scope="module")
+def killed_after_epoch_2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("killed")
+    write_config(folder, CONFIG)
+    run_killed_at(folder, 2)
+    snakemake(folder, "--unlock")
+    return folder
+
+
 @pytest.mark.parametrize("change", ["parameters", "inputs", "code"])
-def test_state_from_other_parameters_inputs_or_code_is_not_used(tmp_path, change):
-    write_config(tmp_path, CONFIG)
-    run_killed_at(tmp_path, 2)
-    snakemake(tmp_path, "--unlock")
+def test_state_from_other_parameters_inputs_or_code_is_not_used(killed_after_epoch_2, tmp_path, change):
+    tmp_path = Path(shutil.copytree(killed_after_epoch_2, tmp_path / "run"))  # times kept: the state still fits
     snakefile = REPO / "Snakefile"
     if change == "parameters":
         write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": 0.02}})
