@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -38,7 +34,7 @@ from memorization_curvature.batches import normalize_images
 from memorization_curvature.data import PreparedData
 
 sys.path.insert(0, str(Path(__file__).parent))
-from host_overhead import H200_BF16, H200_FP32, Counter  # noqa: E402  the rates and the FLOP counter
+from host_overhead import H200_BF16, H200_FP32, Counter, median_time  # noqa: E402  rates, FLOP counter, timer
 
 N, H, SEED = 10, 1e-3, 0
 
@@ -176,17 +172,9 @@ def cifar_costs(repeats: int) -> None:
           f"{dp_bf16 / (dp_fp32 + dp_bf16):.0%} | {dp_time:.0f} s / {2 * dp_time:.0f} s |")
     print(f"\nestimated speed-up of scoring: {fd_time / dp_time:.1f}x")
 
-    def seconds(fn):
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-
     x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
-    fd_cpu = seconds(lambda: curvature.curvature_scores(model, x, y, n_probes=N))
-    dp_cpu = seconds(lambda: curvature.curvature_scores(model, x, y, n_probes=N, precision="bf16"))
+    fd_cpu = median_time(lambda: curvature.curvature_scores(model, x, y, n_probes=N), repeats)
+    dp_cpu = median_time(lambda: curvature.curvature_scores(model, x, y, n_probes=N, precision="bf16"), repeats)
     print(f"\nThis CPU ({torch.get_num_threads()} threads), 32 CIFAR-size samples, n = {N}, median of {repeats}: "
           f"float32 finite difference {fd_cpu:.2f} s, bf16 difference propagation {dp_cpu:.2f} s "
           "(reported, not judged: no bf16 tensor cores here)")

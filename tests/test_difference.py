@@ -191,6 +191,7 @@ def test_scoring_in_bf16_agrees_with_float32_whatever_the_batching(digits_checkp
     bf16 = curvature.curvature_scores(model, x, y, n_probes=3, precision="bf16")
     assert spearmanr(bf16, float32)[0] > 0.999 and not torch.equal(bf16, float32)
     other = curvature.curvature_scores(model, x, y, n_probes=3, precision="bf16", batch_size=37, probes_per_pass=2)
+    other, bf16 = other.numpy(), bf16.numpy()
     np.testing.assert_allclose(other, bf16, rtol=1e-2)
     assert np.median(np.abs(other - bf16) / bf16) < 1e-3
 
