@@ -80,6 +80,7 @@ class DifferencePropagation:
         self.graph_module = graph_module
         self.steps = steps
         self.linear_dtype = linear_dtype
+        self._weights: dict[nn.Module, torch.Tensor] = {}
         self.input = next(s.node for s in steps if s.kind == "placeholder")
         self.output = next(s for s in steps if s.kind == "output").inputs[0]
 
@@ -108,6 +109,8 @@ class DifferencePropagation:
                  "upstream": {n: (torch.zeros_like(values[n]) if u is None else u.detach())
                               for n, u in zip(nonlinear, upstream)},
                  "probs": probs, "scale": scale[:, 0]}
+        self._weights = {module: self._low(module.weight) for step in self.steps if step.kind == "affine"
+                         and isinstance(module := self.graph_module.get_submodule(step.node.target), (nn.Conv2d, nn.Linear))}
         for step in self.steps:  # the clean argmax of every max pooling
             if step.kind == "maxpool":
                 module = self.graph_module.get_submodule(step.node.target)
@@ -152,16 +155,20 @@ class DifferencePropagation:
     def _low(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.linear_dtype)
 
+    def _weight(self, module: nn.Module) -> torch.Tensor:
+        """The module's weight in linear_dtype, converted once per batch (in :meth:`clean`), not per probe."""
+        return self._weights[module] if module in self._weights else self._low(module.weight)
+
     def _forward(self, step: _Step, values, diffs, state) -> torch.Tensor:
         node, kind = step.node, step.kind
         if kind == "affine":
             module = self.graph_module.get_submodule(node.target)
             d = diffs[step.inputs[0]]
             if isinstance(module, nn.Conv2d):
-                out = F.conv2d(self._low(d), self._low(module.weight), None, module.stride, module.padding,
+                out = F.conv2d(self._low(d), self._weight(module), None, module.stride, module.padding,
                                module.dilation, module.groups)
             elif isinstance(module, nn.Linear):
-                out = F.linear(self._low(d), self._low(module.weight))
+                out = F.linear(self._low(d), self._weight(module))
             else:  # BatchNorm in eval mode (not folded): a per-channel scale; elementwise, in float32
                 return d * _bn_scale(module).view(1, -1, *([1] * (d.dim() - 2)))
             return out.to(d.dtype)
@@ -191,10 +198,10 @@ class DifferencePropagation:
             module = self.graph_module.get_submodule(node.target)
             source = values[step.inputs[0]]
             if isinstance(module, nn.Conv2d):
-                out = torch.nn.grad.conv2d_input(source.shape, self._low(module.weight), self._low(grad), module.stride,
+                out = torch.nn.grad.conv2d_input(source.shape, self._weight(module), self._low(grad), module.stride,
                                                  module.padding, module.dilation, module.groups)
             elif isinstance(module, nn.Linear):
-                out = self._low(grad) @ self._low(module.weight)
+                out = self._low(grad) @ self._weight(module)
             else:
                 return [(step.inputs[0], grad * _bn_scale(module).view(1, -1, *([1] * (grad.dim() - 2))))]
             return [(step.inputs[0], out.to(grad.dtype))]
