@@ -139,16 +139,17 @@ class DifferencePropagation:
     def scaled_difference(self, state: dict, dx: torch.Tensor) -> torch.Tensor:
         """The gradient difference times the state's per-sample scale, in dx's dtype."""
         values, diffs = state["values"], {self.input: dx}
+        routes: dict[fx.Node, torch.Tensor] = {}  # each max pooling's argmax at x + dx, found going forward
         for step in self.steps:
             if step.kind in ("placeholder", "output"):
                 continue
-            diffs[step.node] = self._forward(step, values, diffs, state)
+            diffs[step.node] = self._forward(step, values, diffs, state, routes)
         loss = softmax_difference(state["probs"], diffs[self.output].double()) * state["scale"][:, None]
         grads = {self.output: loss.to(dx.dtype)}
         for step in reversed(self.steps):
             if step.kind in ("placeholder", "output") or step.node not in grads:
                 continue
-            for node, grad in self._backward(step, values, diffs, grads.pop(step.node), state):
+            for node, grad in self._backward(step, values, diffs, grads.pop(step.node), state, routes):
                 grads[node] = grads[node] + grad if node in grads else grad
         return grads.get(self.input, torch.zeros_like(dx))
 
@@ -159,7 +160,7 @@ class DifferencePropagation:
         """The module's weight in linear_dtype, converted once per batch (in :meth:`clean`), not per probe."""
         return self._weights[module] if module in self._weights else self._low(module.weight)
 
-    def _forward(self, step: _Step, values, diffs, state) -> torch.Tensor:
+    def _forward(self, step: _Step, values, diffs, state, routes) -> torch.Tensor:
         node, kind = step.node, step.kind
         if kind == "affine":
             module = self.graph_module.get_submodule(node.target)
@@ -185,13 +186,14 @@ class DifferencePropagation:
             module = self.graph_module.get_submodule(node.target)
             a, da = values[step.inputs[0]], diffs[step.inputs[0]]
             pooled, new = _pool(module, a + da)
+            routes[node] = new
             old = state["indices"][node]
             same = new == old
             flat = da.flatten(2).gather(2, old.flatten(2)).view_as(pooled)
             return torch.where(same, flat, pooled - values[node])
         raise AssertionError(kind)
 
-    def _backward(self, step: _Step, values, diffs, grad: torch.Tensor, state):
+    def _backward(self, step: _Step, values, diffs, grad: torch.Tensor, state, routes):
         """Pairs (input node, its share of the gradient difference)."""
         node, kind = step.node, step.kind
         if kind == "affine":
@@ -219,11 +221,9 @@ class DifferencePropagation:
             old, new = z > 0, (z + dz) > 0
             return [(source, torch.where(new, grad, 0.0) + torch.where(new == old, 0.0, torch.where(new, u, -u)))]
         if kind == "maxpool":
-            module = self.graph_module.get_submodule(node.target)
             source = step.inputs[0]
-            a, da, u = values[source], diffs[source], state["upstream"][node]
-            new = _pool(module, a + da)[1]
-            old = state["indices"][node]
+            a, u = values[source], state["upstream"][node]
+            new, old = routes[node], state["indices"][node]
             same = new == old
             # unpool(u + du, new) - unpool(u, old): where the argmax stays, du alone
             out = torch.zeros_like(a).flatten(2)
