@@ -31,6 +31,14 @@ os.environ.update(
 )
 
 from memorization_curvature.config import validate_config
+from memorization_curvature.gpu_slots import SLOTS_VARIABLE
+
+# `--resources gpu=N`: jobs inherit N and each claims one of N GPUs (gpu_slots.py).
+_GPUS = workflow.global_resources.get("gpu")
+if _GPUS is not None and _GPUS.value is not None:
+    os.environ[SLOTS_VARIABLE] = str(_GPUS.value)
+else:
+    os.environ.pop(SLOTS_VARIABLE, None)
 
 
 configfile: "config.yaml"

@@ -1,8 +1,11 @@
-from memorization_curvature import stages
+from memorization_curvature import gpu_slots, stages
 from memorization_curvature.config import runtime_settings
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
+with (
+    stages.logging_to(snakemake.log[0], code=params.pop("code")),
+    gpu_slots.for_job(snakemake, snakemake.config["curvature"]["device"]),  # one GPU of --resources gpu=N
+):
     stages.score(
         snakemake.input.data,
         snakemake.input.labels,

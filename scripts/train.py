@@ -1,9 +1,9 @@
-from memorization_curvature import stages
+from memorization_curvature import gpu_slots, stages
 from memorization_curvature.config import runtime_settings
 
 params = dict(snakemake.params.items())
 # the code digest also keys the saved training state: a state from other code is not resumed
-with stages.logging_to(snakemake.log[0], code=params["code"]):
+with stages.logging_to(snakemake.log[0], code=params["code"]), gpu_slots.for_job(snakemake, params["device"]):
     stages.train(
         snakemake.input.data,
         snakemake.input.labels,
