@@ -24,7 +24,7 @@ def clean_environment(monkeypatch):
     ("auto", 0, 2, {}, "declares no GPU"),
     ("cuda:1", 1, 2, {}, "device cuda:1 given explicitly"),
     ("cpu", 1, 2, {}, "device cpu given explicitly"),
-    ("auto", 1, 2, {"SLURM_JOB_ID": "17"}, "SLURM placed the job"),
+    ("auto", 1, 2, {"SLURM_JOB_ID": "17", "SLURM_GPUS_ON_NODE": "1"}, "SLURM job 17 holds 1 GPU(s)"),
     ("auto", 1, None, {}, "without --resources gpu=N"),
 ])
 def test_which_jobs_claim_a_slot(clean_environment, device, declared, slots, environment, reason):

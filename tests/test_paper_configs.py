@@ -44,3 +44,27 @@ def test_a_train_key_on_the_command_line_overrides_the_paper_recipe(tmp_path):
                     "--config", "train={epochs: 3, weight_decay: 0}", "seeds=[1]", "noise_rates=[0.1]")
     counts = job_counts(out)
     assert counts["train"] == 1 and counts["score"] == 3
+
+
+def scoring_groups(text):
+    """Scoring checkpoints per group job of a dry run's listing, keyed by group id, one entry per group."""
+    groups = []
+    for block in text.split("Group job ")[1:]:
+        header, listing = block.split("\n", 1)
+        members = re.split(r"^\S", listing, maxsplit=1, flags=re.M)[0]  # indented lines: the group's jobs
+        groups.append((header.split(" ", 1)[0], len(re.findall(r"^    rule score:$", members, re.M))))
+    return groups
+
+
+def test_the_slurm_profile_scores_a_paper_run_in_a_handful_of_submissions(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    write_cifar10(tmp_path / "data")
+    out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "configs/paper/cifar10.yaml"),
+                    "--workflow-profile", str(REPO / "profiles/slurm"), "--default-resources", "slurm_partition=gpu",
+                    "slurm_account=lab", declared_only=("slurm",), timeout=300)
+    groups = scoring_groups(out)
+    runs = {f"scoring_cifar10_noise{rate}_{seed}" for rate in ("0.01", "0.02", "0.05", "0.1") for seed in (1, 2, 3)}
+    assert {name for name, _ in groups} == runs
+    # each run's 200 checkpoints in 5 submissions of 40 (the profile's group-components)
+    assert len(groups) == 5 * len(runs) and {size for _, size in groups} == {40}
+    assert job_counts(out)["score"] == 2400  # still one job (and one output) per checkpoint

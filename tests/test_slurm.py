@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,9 @@ import torch
 from workflow_helpers import REPO, snakemake, write_config
 
 SETUP = REPO / ".ci" / "slurm_local.sh"
-# data.threads: 1, as the test node has 2 CPUs and a job asking for more than a node has pends forever
-CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 2, "threads": 1},
+JOBCOMP = Path("/var/log/slurm/jobcomp.log")  # where .ci/slurm_local.sh has SLURM log finished jobs
+# data.threads: 1, as the machine has 2 cores
+CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 4, "threads": 1},
           "data": {"threads": 1}, "curvature": {"n_probes": 2}}
 RUN = "results/digits/noise0.1/seed0"
 TARGET = f"{RUN}/curvature.csv"
@@ -36,7 +38,9 @@ pytestmark = pytest.mark.skipif(_cannot_run_slurm() is not None, reason=str(_can
 
 @pytest.fixture(scope="module")
 def slurm():
-    env = {**os.environ, "SLURM_WITH_DBD": "0"}  # lean: no accounting database; status from squeue
+    # lean (no accounting database; job status from squeue, finished jobs in the controller's job
+    # completion log), with a node sized like a GPU node: 16 CPUs, 64 GB (scheduling only) and 2 GPUs
+    env = {**os.environ, "SLURM_WITH_DBD": "0", "SLURM_NODE_CPUS": "16", "SLURM_FAKE_GPUS": "2"}
     up = subprocess.run(["bash", str(SETUP), "up"], env=env, capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stderr[-3000:]
     yield
@@ -44,7 +48,23 @@ def slurm():
     assert down.returncode == 0, down.stderr[-3000:]
 
 
-def test_workflow_runs_as_slurm_jobs_with_local_results(slurm, tmp_path):
+def slurm_record(job_id):
+    """The controller's record of a job (kept MinJobAge = 300 s after it ends), as a dict."""
+    text = subprocess.run(["scontrol", "-d", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+    return dict(re.findall(r"(\w+(?:/\w+)?)=(\S*)", text))
+
+
+def completion_log(job_ids):
+    """Each job's line in SLURM's job completion log (jobcomp/filetxt), as a dict."""
+    lines = {}
+    for line in JOBCOMP.read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("JobId") in job_ids:
+            lines[fields["JobId"]] = fields
+    return lines
+
+
+def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_results(slurm, tmp_path):
     local, cluster = tmp_path / "local", tmp_path / "cluster"
     for folder in (local, cluster):
         folder.mkdir()
@@ -53,28 +73,49 @@ def test_workflow_runs_as_slurm_jobs_with_local_results(slurm, tmp_path):
     command = [
         # with only what `pip install -e '.[slurm]'` installs, as the README tells cluster users
         "timeout", "600", sys.executable, str(REPO / "tests/declared_only.py"), "slurm", "--", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(cluster), "--workflow-profile", str(REPO / "profiles" / "slurm"),
-        # the test cluster: its partition and account, no GPUs, squeue for job status (no accounting)
+        "--directory", str(cluster), TARGET, "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        # the profile's requests as they are; the test cluster's partition and account, squeue for job
+        # status (no accounting) and the README's way of choosing the group size: 2 checkpoints per job
         "--default-resources", "slurm_partition=debug", "slurm_account=root",
-        "--set-resources", "train:gpu=0", "score:gpu=0", "train:cpus_per_gpu=0", "score:cpus_per_gpu=0",
+        "--group-components", "scoring_{dataset}_{variant}_{seed}=2",
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
-        TARGET,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=700)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 
-    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", output))
-    rules = {}
-    for job_id, rule in submitted.items():
-        rules.setdefault(rule, []).append(job_id)
-    assert len(rules.get("train", [])) == 1 and len(rules.get("score", [])) == 2, rules
-    for job_id in rules["train"] + rules["score"]:
-        record = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-        assert "JobState=COMPLETED" in record, record  # SLURM's own record of the job
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", output)
+    records = {job_id: slurm_record(job_id) for job_id in submitted}
+    finished = completion_log(set(submitted))
+    assert set(finished) == set(submitted) and all(f["JobState"] == "COMPLETED" for f in finished.values())
+    # every submission of this run, as SLURM logged it, was one Snakemake reported
+    (run_name,) = {records[job_id]["JobName"] for job_id in submitted}  # snakemake's run id
+    logged = [line for line in JOBCOMP.read_text().splitlines() if f"Name={run_name} " in line]
+    assert len(logged) == len(submitted)
+
+    by_kind = {}
+    for job_id, record in records.items():
+        by_kind.setdefault(re.sub(r"_wildcards.*|_digits.*", "", record["Comment"]), []).append(job_id)
+    assert sorted(by_kind) == ["rule_prepare", "rule_scoring", "rule_train"], by_kind
+    assert len(by_kind["rule_train"]) == 1
+    assert len(by_kind["rule_scoring"]) == 2  # 4 checkpoints in groups of 2
+    for job_id in by_kind["rule_train"] + by_kind["rule_scoring"]:
+        # asked for a GPU and got one, with the profile's CPUs, memory and time (a group: 2 x 5 minutes)
+        record = records[job_id]
+        assert record["TresPerJob"] == "gres:gpu:1" and record["JOB_GRES"] == "gpu:1", record
+    assert [records[j]["TimeLimit"] for j in by_kind["rule_scoring"]] == ["00:10:00"] * 2
+    assert records[by_kind["rule_train"][0]]["NumCPUs"] == "8"
+    assert records[by_kind["rule_prepare"][0]]["JOB_GRES"] == "(null)"
+
+    # each scoring job ran inside one of the two group submissions, two in each, and saw its GPU
+    ran_in = []
+    for epoch in range(1, 5):
+        log = (cluster / f"logs/digits/noise0.1/seed0/score_epoch{epoch}.log").read_text()
+        ran_in.append(re.search(r"no GPU slot claimed: SLURM job (\d+) holds 1 GPU", log).group(1))
+    assert sorted(ran_in) == sorted(by_kind["rule_scoring"] * 2)
 
     assert pd.read_csv(local / TARGET).equals(pd.read_csv(cluster / TARGET))
-    for epoch in (1, 2):
+    for epoch in range(1, 5):
         a = torch.load(local / RUN / f"checkpoints/epoch{epoch}.pt", weights_only=True)["state_dict"]
         b = torch.load(cluster / RUN / f"checkpoints/epoch{epoch}.pt", weights_only=True)["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in a)

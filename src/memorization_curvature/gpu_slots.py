@@ -42,7 +42,8 @@ def why_not_claimed(device: str, declared: int, slots: int | None) -> str | None
     if device not in ("auto", "cuda"):
         return f"device {device} given explicitly"
     if os.environ.get("SLURM_JOB_ID"):
-        return "SLURM placed the job (its own CUDA_VISIBLE_DEVICES)"
+        return (f"SLURM job {os.environ['SLURM_JOB_ID']} holds {os.environ.get('SLURM_GPUS_ON_NODE', 'no')} GPU(s) "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})")
     if not slots:
         return "snakemake ran without --resources gpu=N: every GPU visible"
     return None
