@@ -9,6 +9,8 @@
    propagation on ResNet18 CIFAR (n = 10, batch 512), each one's Spearman against float64 on the
    GPU, and the speed-up, beside bench/precision.py's estimate (6.6x at the data sheet's rates).
    This decides whether bf16 becomes the default on GPUs.
+5. The device's start-up in a fresh process (CUDA context, first convolution): the part of a scoring
+   job's fixed cost that bench/job_startup.py cannot measure without a GPU.
 
     python bench/gpu_check.py                      # on the GPU machine
     python bench/gpu_check.py --device cpu --quick # a smoke run of the script itself
@@ -17,6 +19,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -124,6 +128,23 @@ def check_precision(device: torch.device, quick: bool) -> list[str]:
     return rows
 
 
+DEVICE_START = """
+import sys, time, torch
+device = torch.device(sys.argv[1])
+started = time.perf_counter()
+x = torch.zeros(1, 3, 32, 32, device=device)
+torch.nn.functional.conv2d(x, torch.zeros(8, 3, 3, 3, device=device)).sum().item()
+print(time.perf_counter() - started)
+"""
+
+
+def device_start(device: torch.device, repeats: int = 3) -> float:
+    """Median seconds from `import torch` done to a first convolution's result, in fresh processes."""
+    times = [float(subprocess.run([sys.executable, "-c", DEVICE_START, str(device)], capture_output=True, text=True,
+                                  check=True).stdout) for _ in range(repeats)]
+    return float(np.median(times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -143,6 +164,8 @@ def main() -> None:
           f"{device} | Spearman vs float64 |")
     print("|---|---|---|")
     print("\n".join(check_precision(device, args.quick)))
+    print(f"\n{device} start-up in a fresh process (context, first convolution), median of 3: "
+          f"{device_start(device):.2f} s, to add to bench/job_startup.py's fixed cost of a scoring job")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 from memorization_curvature import gpu_slots, stages
-from memorization_curvature.config import runtime_settings
+from memorization_curvature.config import run_epochs, runtime_settings, scored_epochs
 
 params = dict(snakemake.params.items())
 with (
-    stages.logging_to(snakemake.log[0], code=params.pop("code")),
+    stages.logging_to(snakemake.log[0], code=params["code"]),
     gpu_slots.for_job(snakemake, snakemake.config["curvature"]["device"]),  # one GPU of --resources gpu=N
 ):
     stages.score(
@@ -13,5 +13,7 @@ with (
         snakemake.output[0],
         threads=snakemake.threads,
         **runtime_settings(snakemake.config, "score"),  # speed only: not params, so they rerun nothing
+        # the run's checkpoints a job may score ahead of their jobs (curvature.checkpoints_per_job)
+        scored_epochs=scored_epochs(run_epochs(snakemake.config), snakemake.config["curvature"]["score_every"]),
         **params,
     )

@@ -28,10 +28,12 @@ def test_a_script_runs_the_modules_its_stage_imports(tmp_path, monkeypatch):
         "stages.py": "from . import light\n\n"
                      "def one():\n    from . import heavy\n    return _helper()\n\n"
                      "def _helper():\n    from .helped import f\n    return f()\n\n"
-                     "def other(_helper=None):\n    from . import unrelated\n    one = 1\n    return one\n",
+                     "def other(_helper=None):\n    from . import unrelated\n    one = 1\n    return one\n\n"
+                     "class Worker:\n    def run(self):\n        from . import classy\n        return _helper()\n\n"
+                     "def with_class():\n    return Worker().run()\n",
         "light.py": "def g():\n    from . import lazy\n",
         "heavy.py": "from .deep import h\n",
-        **{f"{name}.py": "" for name in ("helped", "lazy", "deep", "unrelated", "public")},
+        **{f"{name}.py": "" for name in ("helped", "lazy", "deep", "unrelated", "public", "classy")},
     }
     for name, text in files.items():
         (package / name).write_text(text)
@@ -49,6 +51,9 @@ def test_a_script_runs_the_modules_its_stage_imports(tmp_path, monkeypatch):
         assert provenance.script_digest(script) == before  # `other` never runs heavy.py
         (package / "unrelated.py").write_text("x = 1\n")
         assert provenance.script_digest(script) != before
+        # a class the stage uses: its methods' imports and the functions they call; nobody else's
+        script.write_text("from memorization_curvature import stages\nstages.with_class()\n")
+        assert provenance.script_modules(script) == ["__init__", "classy", "helped", "lazy", "light", "stages"]
         script.write_text("from memorization_curvature import stages\nstages.missing()\n")
         with pytest.raises(ValueError, match="missing"):
             provenance.script_modules(script)

@@ -324,7 +324,7 @@ def test_editing_a_module_reruns_the_rules_that_run_it(workdir, tmp_path, module
 SPEED_ONLY = [("train", "placement", "stream"), ("train", "loader_workers", 0), ("train", "threads", 2),
               ("curvature", "batch_size", 100), ("curvature", "probes_per_pass", 5), ("curvature", "device", "cpu"),
               ("curvature", "threads", 2), ("data", "threads", 1),
-              ("gpu_slots", "folder", "/tmp/memcurv-gpu-slots")]
+              ("gpu_slots", "folder", "/tmp/memcurv-gpu-slots"), ("curvature", "checkpoints_per_job", 3)]
 
 
 def test_every_speed_setting_is_listed_here():

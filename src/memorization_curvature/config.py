@@ -204,7 +204,8 @@ RUNTIME_SETTINGS = {
     "train": {"placement": ("train", "placement"), "loader_workers": ("train", "loader_workers")},
     "score": {"batch_size": ("curvature", "batch_size"), "probes_per_pass": ("curvature", "probes_per_pass"),
               "device": ("curvature", "device"), "placement": ("train", "placement"),
-              "loader_workers": ("train", "loader_workers")},
+              "loader_workers": ("train", "loader_workers"),
+              "checkpoints_per_job": ("curvature", "checkpoints_per_job")},
 }
 
 

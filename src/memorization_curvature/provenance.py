@@ -100,18 +100,24 @@ def _imports(node: ast.AST) -> set[str]:
     return found
 
 
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
 def _module_level_imports(tree: ast.Module) -> set[str]:
-    """Imports that run when the module is imported: everything but the bodies of its functions."""
-    return set().union(*(_imports(node) for node in tree.body
-                         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))))
+    """Imports that run when the module is imported: everything but the bodies of its functions and
+    of its classes' methods."""
+    statements = [node for node in tree.body if not isinstance(node, _FUNCTIONS + (ast.ClassDef,))]
+    statements += [node for c in tree.body if isinstance(c, ast.ClassDef) for node in c.body
+                   if not isinstance(node, _FUNCTIONS)]
+    return set().union(*(_imports(node) for node in statements))
 
 
 def _imports_of_functions(tree: ast.Module, names: set[str]) -> set[str]:
-    """Imports inside the module's functions ``names`` and the module's functions they call."""
-    functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    """Imports inside the module's functions ``names`` and the module's functions and classes they use
+    (a class: all its methods)."""
+    functions = {node.name: node for node in tree.body if isinstance(node, _FUNCTIONS + (ast.ClassDef,))}
     defined = set(functions) | {n.id for node in tree.body for n in ast.walk(node)
                                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    defined |= {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     unknown = names - defined
     if unknown:
         raise ValueError(f"{_STAGES}.py defines no {sorted(unknown)}")
@@ -125,9 +131,11 @@ def _imports_of_functions(tree: ast.Module, names: set[str]) -> set[str]:
     return set().union(*(_imports(functions[name]) for name in reached))
 
 
-def _called_functions(function: ast.FunctionDef, module_functions: set[str]) -> set[str]:
+def _called_functions(function: ast.FunctionDef | ast.ClassDef, module_functions: set[str]) -> set[str]:
     """The module's functions that ``function`` refers to (a local variable of the same name does not count)."""
-    local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+    arguments = [function.args] if isinstance(function, _FUNCTIONS) else [
+        node.args for node in function.body if isinstance(node, _FUNCTIONS)]
+    local = {a.arg for args in arguments for a in ast.walk(args) if isinstance(a, ast.arg)}
     local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     return {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
             and n.id in module_functions and n.id not in local}

@@ -240,6 +240,46 @@ def load_checkpoint_model(path: str | Path):
     return model, int(checkpoint["epoch"])
 
 
+class _Scorer:
+    """Loads what scoring needs once (torch, the dataset, the labels) and scores checkpoints with it."""
+
+    def __init__(self, data_path, labels_path, *, n_probes, h, form, method, seed, precision, score_test,
+                 batch_size, probes_per_pass, device, threads, placement, loader_workers):
+        import torch
+
+        from . import batches, training
+
+        torch.set_num_threads(threads)
+        prepared = load_prepared(data_path)
+        labels = load_labels(labels_path)
+        self.device = training.resolve_device(device)
+        self.options = dict(n_probes=n_probes, h=h, seed=seed, device=self.device, form=form, method=method,
+                            probes_per_pass=probes_per_pass, precision=precision)
+        loading = dict(device=self.device, placement=placement, workers=loader_workers)
+        self.sets = {"train_curvature": batches.LabelledBatches(
+            batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(), batch_size, **loading)}
+        if score_test:
+            # test ids follow the training ids, so no test sample shares a training sample's probes
+            self.sets["test_curvature"] = batches.LabelledBatches(
+                batches.ImageSet.of(prepared, "test"), prepared.test_labels, batch_size, first_id=len(labels),
+                **loading)
+        self.description = (f"{len(labels)} samples on {self.device} (n={n_probes}, h={h:g}, {form} form, {method}, "
+                            f"{precision}; batch {batch_size}, {probes_per_pass} probe(s) per pass)")
+
+    def __call__(self, checkpoint_path) -> dict:
+        from . import curvature
+
+        model, epoch = load_checkpoint_model(checkpoint_path)
+        model.to(self.device)
+        started = time.perf_counter()
+        log.info("scoring %s at epoch %d", self.description, epoch)
+        arrays = {"epoch": np.asarray(epoch)}
+        for name, samples in self.sets.items():
+            arrays[name] = curvature.curvature_scores(model, samples, **self.options).numpy()
+        log.info("scored epoch %d in %.1fs", epoch, time.perf_counter() - started)
+        return arrays
+
+
 def score(
     data_path: str,
     labels_path: str,
@@ -253,46 +293,68 @@ def score(
     seed: int,
     precision: str = "float32",
     score_test: bool = False,
+    code: str = "",
     batch_size: int = 256,
     probes_per_pass: int = 1,
     device: str = "auto",
     threads: int = 1,
     placement: str = "auto",
     loader_workers: int = 2,
+    checkpoints_per_job: int = 1,
+    scored_epochs: Sequence[int] = (),
 ) -> None:
     """Curvature of every training sample with its given label (and, with ``score_test``, of every
     test sample with its label), for one checkpoint.
 
-    The arguments after ``score_test`` change speed, memory or placement only, not the scores: the
-    workflow reads them from the config inside the job (:func:`memorization_curvature.config.runtime_settings`).
+    The arguments after ``code`` change speed, memory or placement only, not the scores: the workflow
+    reads them from the config inside the job (:func:`memorization_curvature.config.runtime_settings`).
+    With ``checkpoints_per_job`` > 1 this process also scores up to that many checkpoints in all of the
+    run (``scored_epochs``) ahead of their jobs, or takes its own scores from a process that did
+    (:mod:`.score_ahead`).
     """
-    import torch
+    settings = dict(n_probes=n_probes, h=h, form=form, method=method, seed=seed, precision=precision,
+                    score_test=score_test)
+    make_scorer = lambda: _Scorer(data_path, labels_path, batch_size=batch_size,  # noqa: E731
+                                  probes_per_pass=probes_per_pass, device=device, threads=threads,
+                                  placement=placement, loader_workers=loader_workers, **settings)
+    if checkpoints_per_job <= 1:
+        io.save_npz(output, **make_scorer()(checkpoint_path))
+        return
+    from . import score_ahead
 
-    from . import batches, curvature, training
-
-    torch.set_num_threads(threads)
-    prepared = load_prepared(data_path)
-    labels = load_labels(labels_path)
-    model, epoch = load_checkpoint_model(checkpoint_path)
-    dev = training.resolve_device(device)
-    model.to(dev)
-    started = time.perf_counter()
-    log.info("scoring %d samples at epoch %d on %s (n=%d, h=%g, %s form, %s, %s; batch %d, %d probe(s) per pass)",
-             len(labels), epoch, dev, n_probes, h, form, method, precision, batch_size, probes_per_pass)
-    options = dict(n_probes=n_probes, h=h, seed=seed, device=dev, form=form, method=method,
-                   probes_per_pass=probes_per_pass, precision=precision)
-    loading = dict(device=dev, placement=placement, workers=loader_workers)
-    arrays = {"epoch": np.asarray(epoch)}
-    train_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(),
-                                        batch_size, **loading)
-    arrays["train_curvature"] = curvature.curvature_scores(model, train_set, **options).numpy()
-    if score_test:
-        # test ids follow the training ids, so no test sample shares a training sample's probes
-        test_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "test"), prepared.test_labels, batch_size,
-                                           first_id=len(labels), **loading)
-        arrays["test_curvature"] = curvature.curvature_scores(model, test_set, **options).numpy()
-    log.info("scored in %.1fs", time.perf_counter() - started)
-    io.save_npz(output, **arrays)
+    pool = score_ahead.Pool(checkpoint_path, output, scored_epochs, [data_path, labels_path],
+                            {**settings, "code": code})
+    scorer, budget = None, checkpoints_per_job
+    while not pool.claim(pool.own, wait=False):
+        # another process is scoring this checkpoint ahead: score another one meanwhile, or wait
+        other = next(pool.others(), None) if budget > 1 else None
+        if other is None:
+            log.info("epoch %d is being scored by another process: waiting for it", pool.own)
+            pool.claim(pool.own, wait=True)
+            break
+        scorer = scorer or make_scorer()
+        pool.store(other, scorer(pool.checkpoint_of(other)))
+        pool.release(other)
+        budget -= 1
+        log.info("scored epoch %d ahead of its job", other)
+    try:
+        if pool.ready(pool.own):
+            pool.take(pool.own)
+            log.info("epoch %d was scored ahead by another job: its scores moved into place", pool.own)
+            return
+        scorer = scorer or make_scorer()
+        io.save_npz(output, **scorer(checkpoint_path))
+        budget -= 1
+    finally:
+        pool.release(pool.own)
+    for other in pool.others():
+        if budget <= 0:
+            pool.release(other)
+            break
+        pool.store(other, scorer(pool.checkpoint_of(other)))
+        pool.release(other)
+        budget -= 1
+        log.info("scored epoch %d ahead of its job (curvature.checkpoints_per_job: %d)", other, checkpoints_per_job)
 
 
 def average(labels_path: str, score_paths: Sequence[str], output: str) -> None:
@@ -304,6 +366,10 @@ def average(labels_path: str, score_paths: Sequence[str], output: str) -> None:
     table = metrics.average_over_epochs(load_labels(labels_path), per_epoch)
     io.save_csv(output, table)
     log.info("averaged curvature over epochs %s", sorted(per_epoch))
+    from . import score_ahead
+
+    if removed := score_ahead.clear(score_paths):
+        log.info("removed %d score(s) made ahead for jobs that did not run", removed)
 
 
 def evaluate(
