@@ -79,8 +79,8 @@ def test_a_held_slot_makes_the_next_job_wait_until_it_is_free(clean_environment,
     started = time.monotonic()
     with gpu_slots.claimed("auto", 1, tmp_path, slots=1, poll_seconds=0.05) as slot:
         waited = time.monotonic() - started
-        assert slot == 0 and holder.poll() is not None  # only once the holder had finished
-    assert waited > 0.5
+        assert slot == 0
+    assert waited > 1.0  # the holder kept it 1.5 s after saying so
     holder.wait()
 
 

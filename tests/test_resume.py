@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_helpers import REPO, checkout_copy, snakemake, snakemake_command, write_config
+from workflow_helpers import REPO, checkout_copy, finished_workflow, snakemake, snakemake_command, write_config
 
 EPOCHS = 4
 CONFIG = {
@@ -45,10 +45,7 @@ def tensors(path):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reference")
-    write_config(folder, CONFIG)
-    snakemake(folder, TARGET)
-    return folder
+    return finished_workflow(tmp_path_factory.mktemp("reference"), CONFIG, TARGET)
 
 
 def test_two_clean_runs_are_identical_and_checkpoints_can_be_dropped(reference, tmp_path):

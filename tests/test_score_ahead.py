@@ -92,3 +92,15 @@ def test_averaging_clears_what_was_left(run):
 def test_a_file_not_named_by_epoch_is_refused(tmp_path):
     with pytest.raises(ValueError, match="model.pt: expected a file named epoch<N>"):
         score_ahead.epoch_of(tmp_path / "model.pt")
+
+
+def test_a_file_system_without_locks_is_named(run, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(score_ahead.LocksUnavailable, match="no file locks in .*scores/.ahead: No locks available"):
+        pool(run, 1).claim(1, wait=False)

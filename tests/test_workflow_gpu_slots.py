@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from workflow_helpers import snakemake, snakemake_command, write_config
+from workflow_helpers import finished_workflow, snakemake, snakemake_command
 
 RUN = "results/digits/noise0.1/seed0"
 LOGS = "logs/digits/noise0.1/seed0"
@@ -45,11 +45,10 @@ def held_slots(workdir):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("gpu_slots")
-    write_config(workdir, CONFIG)
-    # training (one GPU job), then the four scoring jobs two at a time on the two slots
-    snakemake(workdir, *SCORES, "--cores", "4", "--resources", "gpu=2")  # targets first: --resources takes many
-    return workdir
+    # training (one GPU job), then the four scoring jobs two at a time on the two slots; targets first:
+    # --resources takes every word after it
+    return finished_workflow(tmp_path_factory.mktemp("gpu_slots"), CONFIG, *SCORES, "--cores", "4", "--resources",
+                             "gpu=2")
 
 
 def test_no_two_overlapping_jobs_hold_the_same_slot(workdir):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from workflow_helpers import snakemake, write_config
+from workflow_helpers import finished_workflow, snakemake, write_config
 
 RUN = "results/digits/noise0.1/seed0"
 LOGS = "logs/digits/noise0.1/seed0"
@@ -20,10 +20,7 @@ EPOCHS = range(1, 5)
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("one_per_job")
-    write_config(workdir, CONFIG)
-    snakemake(workdir, TARGET)
-    return workdir
+    return finished_workflow(tmp_path_factory.mktemp("one_per_job"), CONFIG, TARGET)
 
 
 def rescored(reference, folder, checkpoints_per_job, cores):

@@ -35,6 +35,13 @@ def write_config(workdir, config):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
+def finished_workflow(workdir, config, *args):
+    """``workdir`` with ``config`` and the snakemake run of ``args`` (targets, options) done in it."""
+    write_config(workdir, config)
+    snakemake(workdir, *args)
+    return workdir
+
+
 def checkout_copy(folder):
     """A copy of this checkout's workflow and package (no results, environments or history) in ``folder``."""
     copy = Path(folder) / "checkout"

@@ -29,6 +29,10 @@ from typing import Any, Iterator, Sequence
 FOLDER = ".ahead"
 
 
+class LocksUnavailable(OSError):
+    """The file system of the scores does not support ``flock`` (some cluster file systems)."""
+
+
 def epoch_of(path: str | Path) -> int:
     match = re.fullmatch(r"epoch(\d+)\.\w+", Path(path).name)
     if match is None:
@@ -87,6 +91,9 @@ class Pool:
         except BlockingIOError:
             os.close(fd)
             return False
+        except OSError as error:
+            os.close(fd)
+            raise LocksUnavailable(error.errno, f"no file locks in {self.folder}: {error.strerror}") from error
         self._locks[epoch] = fd
         return True
 

@@ -317,20 +317,30 @@ def score(
     make_scorer = lambda: _Scorer(data_path, labels_path, batch_size=batch_size,  # noqa: E731
                                   probes_per_pass=probes_per_pass, device=device, threads=threads,
                                   placement=placement, loader_workers=loader_workers, **settings)
-    if checkpoints_per_job <= 1:
-        io.save_npz(output, **make_scorer()(checkpoint_path))
-        return
-    from . import score_ahead
+    if checkpoints_per_job > 1:
+        from . import score_ahead
 
-    pool = score_ahead.Pool(checkpoint_path, output, scored_epochs, [data_path, labels_path],
-                            {**settings, "code": code})
-    scorer, budget = None, checkpoints_per_job
-    while not pool.claim(pool.own, wait=False):
+        pool = score_ahead.Pool(checkpoint_path, output, scored_epochs, [data_path, labels_path],
+                                {**settings, "code": code})
+        try:
+            claimed = pool.claim(pool.own, wait=False)
+        except score_ahead.LocksUnavailable as error:
+            log.info("scoring only this checkpoint: %s", error)
+        else:
+            return _score_with_pool(pool, claimed, make_scorer, checkpoints_per_job)
+    io.save_npz(output, **make_scorer()(checkpoint_path))
+
+
+def _score_with_pool(pool, claimed: bool, make_scorer, budget: int) -> None:
+    """Score the pool's own checkpoint (or take its scores made ahead), then up to ``budget`` - 1
+    others of the run ahead of their jobs; ``claimed``: whether the own checkpoint is claimed yet."""
+    scorer, total = None, budget
+    while not claimed and not pool.claim(pool.own, wait=False):
         # another process is scoring this checkpoint ahead: score another one meanwhile, or wait
         other = next(pool.others(), None) if budget > 1 else None
         if other is None:
             log.info("epoch %d is being scored by another process: waiting for it", pool.own)
-            pool.claim(pool.own, wait=True)
+            claimed = pool.claim(pool.own, wait=True)
             break
         scorer = scorer or make_scorer()
         pool.store(other, scorer(pool.checkpoint_of(other)))
@@ -343,7 +353,7 @@ def score(
             log.info("epoch %d was scored ahead by another job: its scores moved into place", pool.own)
             return
         scorer = scorer or make_scorer()
-        io.save_npz(output, **scorer(checkpoint_path))
+        io.save_npz(pool.output, **scorer(pool.checkpoint))
         budget -= 1
     finally:
         pool.release(pool.own)
@@ -354,7 +364,7 @@ def score(
         pool.store(other, scorer(pool.checkpoint_of(other)))
         pool.release(other)
         budget -= 1
-        log.info("scored epoch %d ahead of its job (curvature.checkpoints_per_job: %d)", other, checkpoints_per_job)
+        log.info("scored epoch %d ahead of its job (curvature.checkpoints_per_job: %d)", other, total)
 
 
 def average(labels_path: str, score_paths: Sequence[str], output: str) -> None:
