@@ -58,6 +58,7 @@ include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/baselines.smk"
 include: "rules/memorization.smk"
+include: "rules/cleaning.smk"
 
 
 rule all:

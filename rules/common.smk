@@ -6,6 +6,7 @@ from memorization_curvature.config import (
     scored_epochs,
     training_recipe,
 )
+from memorization_curvature.cleaning import fraction_of, label as fraction_label
 from memorization_curvature.provenance import script_digest
 
 # A run's variant: noise{rate} (labels corrupted at random) or dup{copies} (images replaced by
@@ -51,6 +52,7 @@ wildcard_constraints:
     variant=r"noise[0-9]+(\.[0-9]+)?|dup[0-9]+",
     seed="[0-9]+",
     epoch="[0-9]+",
+    cleaning=r"oracle|[a-z_]+_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
 
 
 localrules:
@@ -69,6 +71,10 @@ localrules:
     methods_summary,
     find_duplicates,
     compare_memorization,
+    suspects,
+    clean_labels,
+    cleaning_table,
+    cleaning_summary,
 
 
 def checkpoint_outputs():
@@ -135,9 +141,83 @@ def run_title(wildcards):
     return f"{wildcards.dataset}, {wildcards.variant}, seed {wildcards.seed}"
 
 
+CLEANING = config["cleaning"]
+
+
+def noise_rate(variant):
+    return float(variant[len("noise") :]) if variant.startswith("noise") else None
+
+
+def cleaned_runs():
+    """The runs cleaning retrains: label noise at a rate above 0 (cleaning.enabled)."""
+    if not CLEANING["enabled"]:
+        return []
+    return [run for run in run_list() if (noise_rate(run["variant"]) or 0) > 0]
+
+
+def cleanings(wildcards):
+    """A run's retrainings: the oracle (true labels), then each method x fraction x action (fractions
+    written as rate / k*rate resolved with the run's noise rate), as dicts with their file name.
+    """
+    rate = noise_rate(wildcards.variant) or 0.0
+    found = {
+        "oracle": dict(
+            name="oracle", method="oracle", fraction=None, fraction_spec="", action=""
+        )
+    }
+    for method in CLEANING["methods"]:
+        for spec in CLEANING["fractions"]:
+            fraction = fraction_of(spec, rate)
+            for action in CLEANING["actions"] if fraction is not None else []:
+                name = f"{method}_{fraction_label(fraction)}_{action}"
+                found.setdefault(
+                    name,
+                    dict(
+                        name=name,
+                        method=method,
+                        fraction=fraction,
+                        fraction_spec=str(spec),
+                        action=action,
+                    ),
+                )
+    return list(found.values())
+
+
+def cleaning_of(wildcards):
+    return next(c for c in cleanings(wildcards) if c["name"] == wildcards.cleaning)
+
+
+def cleaning_scores(wildcards):
+    """The table holding the scores a cleaning ranks by (none for the oracle)."""
+    method = cleaning_of(wildcards)["method"]
+    tables = {
+        "oracle": [],
+        "curvature": ["curvature.csv"],
+        "confident_learning": ["baselines/confident_learning.csv"],
+        "self_confidence": ["baselines/confident_learning.csv"],
+        "ssft": ["baselines/ssft.csv"],
+    }
+    return [
+        f"{RUN}/{t}".format(**wildcards)
+        for t in tables.get(method, ["baselines/history.csv"])
+    ]
+
+
 def all_targets():
     figures = RUN_FIGURES + (["dynamics"] if config["figures"]["dynamics"] else [])
+    cleaned = [
+        f"{RUN}/{name}".format(**run)
+        for run in cleaned_runs()
+        for name in ("cleaning.csv", "figures/cleaning.png")
+    ]
     return [
+        *(runs("suspects.csv") if CLEANING["enabled"] else []),
+        *cleaned,
+        *(
+            ["results/summary/cleaning.md", "results/summary/cleaning.png"]
+            if cleaned
+            else []
+        ),
         "results/auroc.csv",
         "results/summary/auroc_vs_noise.png",
         "results/summary/auroc_table.md",

@@ -5,6 +5,8 @@ rule evaluate:
     input:
         table=f"{RUN}/curvature.csv",
         train_metrics=f"{RUN}/train_metrics.csv",
+        # the suggested labels: how often the suspects' one is the true label
+        history=[f"{RUN}/train_history.npz"] if CLEANING["enabled"] else [],
     output:
         f"{RUN}/metrics.json",
     log:
@@ -16,6 +18,7 @@ rule evaluate:
         variant=lambda w: w.variant,
         seed=lambda w: int(w.seed),
         epochs_scored=SCORED_EPOCHS,
+        review_top=CLEANING["review_top"],
         code=code_digest("evaluate.py"),
     script:
         "../scripts/evaluate.py"

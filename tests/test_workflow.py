@@ -23,6 +23,8 @@ TINY = {
     "train": {"epochs": EPOCHS, "threads": 1},
     "curvature": {"n_probes": 4},
     "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
+    # the default grid (the run's noise rate, removed) for curvature and a peer method
+    "cleaning": {"methods": ["curvature", "aum"]},
 }
 
 
@@ -37,7 +39,11 @@ RUN = Path("results/digits/noise0.1/seed0")
 
 def planned_jobs(workdir, **options):
     """(rule, outputs) of every job a dry run would run; an empty plan only with Snakemake's own word."""
-    output = snakemake(workdir, "-n", **options)
+    return planned_jobs_of(snakemake(workdir, "-n", **options))
+
+
+def planned_jobs_of(output):
+    """(rule, outputs) of every job a dry run's ``output`` lists."""
     jobs = []
     for line in output.splitlines():
         match = re.match(r"^(?:local)?rule (\w+):$", line)
@@ -227,6 +233,89 @@ def test_every_method_is_scored_and_compared(workdir):
     assert f"| digits | curvature | {curvature_auroc:.4f} |" in summary
 
 
+def test_suspects_to_review(workdir):
+    suspects = pd.read_csv(workdir / RUN / "suspects.csv")
+    table = pd.read_csv(workdir / RUN / "curvature.csv").set_index("index")
+    methods = pd.read_csv(workdir / RUN / "methods.csv").set_index("index")
+    history = np.load(workdir / RUN / "train_history.npz")
+    assert len(suspects) == 100 and suspects["curvature_rank"].tolist() == list(range(1, 101))
+    assert suspects["index"].tolist() == table.sort_values("rank").index[:100].tolist()
+    # the suggested label: the class of highest softmax probability averaged over the epochs' passes,
+    # whose given-label column is the history's per-epoch probability of the given label, averaged
+    mean_probs = history["mean_probs"]
+    given = table.sort_index()["given_label"].to_numpy()
+    np.testing.assert_allclose(mean_probs[np.arange(len(given)), given], history["p_given"].mean(0), rtol=1e-6)
+    idx = suspects["index"].to_numpy()
+    assert (suspects["suggested_label"] == mean_probs[idx].argmax(1)).all()
+    np.testing.assert_allclose(suspects["suggested_probability"], mean_probs[idx].max(1))
+    assert (suspects["aum_rank"] == methods["aum"].rank(ascending=False, method="first")[idx].to_numpy()).all()
+    pairs = pd.read_csv(workdir / RUN / "duplicates.csv")
+    assert (suspects["in_conflicting_pair"] == suspects["index"].isin(set(pairs["i"]) | set(pairs["j"]))).all()
+    assert (suspects["true_label"] == table.loc[idx, "true_label"].to_numpy()).all()
+    corrupted = suspects["corrupted"].to_numpy(bool)
+    right = (suspects["suggested_label"] == suspects["true_label"]).to_numpy()
+    reported = json.loads((workdir / RUN / "metrics.json").read_text())["suspects"]
+    assert reported["suggested_is_true_on_corrupted_suspects"] == pytest.approx(right[corrupted].mean())
+    assert reported["corrupted_suspects"] == corrupted.sum() > 50
+
+
+def test_cleaning_retrains_with_each_ranking_against_the_noisy_and_oracle_trainings(workdir):
+    cleaning = pd.read_csv(workdir / RUN / "cleaning.csv")
+    table = pd.read_csv(workdir / RUN / "curvature.csv")
+    methods = pd.read_csv(workdir / RUN / "methods.csv")
+    train_metrics = pd.read_csv(workdir / RUN / "train_metrics.csv")
+    rows = cleaning.set_index("method")
+    assert list(cleaning["method"]) == ["noisy labels", "oracle", "curvature", "aum"]
+    assert rows.loc["noisy labels", "test_acc"] == pytest.approx(train_metrics["test_acc"].iloc[-1])
+    n, corrupted = len(table), table["corrupted"].sum()
+    assert rows.loc["oracle", "changed"] == corrupted and rows.loc["oracle", "trained_on"] == n
+    for method, scores in (("curvature", table), ("aum", methods)):
+        top = scores.sort_values(method, ascending=False, kind="stable").head(round(0.1 * n))
+        assert rows.loc[method, "changed"] == len(top) and rows.loc[method, "trained_on"] == n - len(top)
+        assert rows.loc[method, "changed_corrupted"] == top["corrupted"].sum()
+        assert rows.loc[method, "fraction"] == 0.1 and rows.loc[method, "action"] == "remove"
+        # what the retraining trained on: everyone but the top of the ranking, with their given labels
+        labels = pd.read_csv(workdir / RUN / f"cleaning/{method}_0.1_remove.labels.csv")
+        assert set(labels.loc[~labels["keep"], "index"]) == set(top["index"])
+        result = json.loads((workdir / RUN / f"cleaning/{method}_0.1_remove.json").read_text())
+        assert len(result["test_acc_per_epoch"]) == EPOCHS and result["test_acc"] == rows.loc[method, "test_acc"]
+    assert rows.loc["oracle", "test_acc"] > rows.loc["noisy labels", "test_acc"] - 0.02
+    figure = pd.read_csv(workdir / RUN / "figures/cleaning.csv")
+    assert figure["test_acc"].tolist() == cleaning["test_acc"].tolist()
+    summary = (workdir / "results/summary/cleaning.md").read_text()
+    assert f"| digits | oracle | {rows.loc['oracle', 'test_acc']:.4f} |" in summary
+    assert f"| digits | curvature, remove (rate) | {rows.loc['curvature', 'test_acc']:.4f} (" in summary
+
+
+def test_a_cleaning_reruns_only_when_its_rankings_scores_or_its_fraction_change(workdir):
+    # aum's scores change (el2n_epoch changes the history table): aum's cleaning reruns, curvature's not
+    write_config(workdir, {**TINY, "baselines": {"el2n_epoch": 1}})
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        write_config(workdir, TINY)
+    cleaned = sorted(out for rule, outputs in jobs if rule in ("clean_labels", "retrain") for out in outputs)
+    assert cleaned == [str(RUN / "cleaning/aum_0.1_remove.json"), str(RUN / "cleaning/aum_0.1_remove.labels.csv")]
+    # another fraction: its own cleanings only; the oracle and the existing ones stay
+    write_config(workdir, {**TINY, "cleaning": {**TINY["cleaning"], "fractions": ["rate", 0.05]}})
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        write_config(workdir, TINY)
+    counts = rule_counts(jobs)
+    assert counts == {"clean_labels": 2, "retrain": 2, "cleaning_table": 1, "cleaning_summary": 1, "all": 1}
+    assert all("_0.05_remove" in out for rule, outputs in jobs if rule == "retrain" for out in outputs)
+
+
+def test_switched_off_cleaning_plans_no_cleaning(workdir):
+    write_config(workdir, {**TINY, "cleaning": {"enabled": False}})
+    try:
+        output = snakemake(workdir, "-n", "--forceall")
+    finally:
+        write_config(workdir, TINY)
+    assert not {"suspects", "clean_labels", "retrain", "cleaning_table"} & set(rule_counts(planned_jobs_of(output)))
+
+
 def test_conflicting_duplicates_table(workdir):
     pairs = pd.read_csv(workdir / RUN / "duplicates.csv")
     table = pd.read_csv(workdir / RUN / "curvature.csv").set_index("index")
@@ -275,12 +364,17 @@ def test_every_log_starts_with_the_digest_of_the_code_that_ran(workdir):
     assert len(logs) >= 20
     for log in logs:
         rule = re.sub(r"_epoch\d+$", "", log.stem)  # score_epoch3.log: the score rule
+        if log.parent.name == "cleaning":  # cleaning/<name>_labels.log and cleaning/<name>.log
+            rule = "clean_labels" if rule.endswith("_labels") else "retrain"
         first = log.read_text().splitlines()[0]
         assert first.endswith(f"package source digest {script_digest(REPO / 'scripts' / f'{rule}.py')}"), log
 
 
+# after new curvature scores, cleaning reruns only by curvature (not aum's, not the oracle's)
+CLEANING_AFTER_SCORING = {"suspects": 1, "clean_labels": 1, "retrain": 1, "cleaning_table": 1, "cleaning_summary": 1}
 AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1,
-                 "compare_methods": 1, "methods_summary": 1, "find_duplicates": 1, "compare_memorization": 1}
+                 "compare_methods": 1, "methods_summary": 1, "find_duplicates": 1, "compare_memorization": 1,
+                 **CLEANING_AFTER_SCORING}
 BASELINE_JOBS = {"history_baselines": 1, "crossval": 1, "confident_learning": 1}
 
 # The caching tests below only dry-run against the finished workdir; they run in file order.
@@ -303,7 +397,9 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
 @pytest.mark.parametrize("module,expected", [
     (None, {}),
     ("curvature.py", {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}),
-    ("figures.py", {"all": 1, **AFTER_SCORING}),
+    # figures.py: the figure jobs (find_duplicates's table feeds suspects.csv)
+    ("figures.py", {"all": 1, **{k: v for k, v in AFTER_SCORING.items() if k not in CLEANING_AFTER_SCORING},
+                    "cleaning_table": 1, "cleaning_summary": 1, "suspects": 1}),
     ("models.py", None),  # everything with a network, and what follows
 ])
 def test_editing_a_module_reruns_the_rules_that_run_it(workdir, tmp_path, module, expected):
@@ -411,6 +507,7 @@ def test_a_recipe_change_reruns_training_of_its_dataset_only(workdir, dataset, c
         write_config(workdir, TINY)
     if changes_digits:
         assert counts["train"] == 1 and counts["score"] == EPOCHS and counts["crossval"] == 1
+        assert counts["retrain"] == 3  # every cleaning and the oracle train with the new recipe
     else:
         assert counts == {}
 
@@ -425,9 +522,9 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
         write_config(workdir, TINY)
     counts = rule_counts(jobs)
     assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1,
-                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS}
+                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS, "clean_labels": 3, "retrain": 3}
     for rule, outputs in jobs:
-        if rule not in ("aggregate", "summary_figures", "methods_summary", "all"):
+        if rule not in ("aggregate", "summary_figures", "methods_summary", "cleaning_summary", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)
 
 

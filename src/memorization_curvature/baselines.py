@@ -41,6 +41,14 @@ def epoch_statistics(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.nda
     }
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax probabilities (N, K) of logits (N, K), in float64."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def csl(loss: np.ndarray) -> np.ndarray:
     """Cumulative sample loss (Ravikumar et al. 2025): the sum over epochs of the training loss."""
     return loss.sum(axis=0)

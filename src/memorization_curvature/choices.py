@@ -15,6 +15,8 @@ HISTORY_METHODS = (
     "datamap_confidence", "datamap_variability",
 )
 PLACEMENTS = ("auto", "device", "stream")
+# What a cleaning does to the top of a ranking: drop those samples, or give them the suggested label
+CLEANING_ACTIONS = ("remove", "relabel")
 
 # The files each torchvision dataset needs under data.root, in torchvision's layout.
 DATA_FILES = {

@@ -43,6 +43,15 @@ def _expected(error: jsonschema.ValidationError) -> str:
         return "one of the known keys: " + ", ".join(sorted(schema.get("properties", {})))
     if error.validator == "required":
         return "the key to be present"
+    description = schema.get("description")
+    return _allowed(schema) + (f" ({description})" if description else "")
+
+
+def _allowed(schema: dict) -> str:
+    if "oneOf" in schema:
+        return " or ".join(_allowed(option) for option in schema["oneOf"])
+    if "const" in schema:
+        return repr(schema["const"])
     words = [str(schema.get("type", "value"))]
     words += [f"{op} {schema[key]}" for key, op in _BOUNDS if key in schema]
     if "enum" in schema:
@@ -53,8 +62,7 @@ def _expected(error: jsonschema.ValidationError) -> str:
         words.append(f"with at least {schema['minItems']} item(s)")
     if schema.get("uniqueItems"):
         words.append("without repeated values")
-    description = schema.get("description")
-    return " ".join(words) + (f" ({description})" if description else "")
+    return " ".join(words)
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
@@ -188,6 +196,13 @@ def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("curvature.precision", f"{scoring['precision']} applies to the finite difference, not to "
                                                 f"method {scoring['method']}; expected float32, or method "
                                                 "finite_difference"))
+    from .cleaning import computed_methods
+
+    computed = computed_methods(config["baselines"])
+    for method in config["cleaning"]["methods"]:
+        if method not in computed:
+            problems.append(("cleaning.methods", f"{method} is not computed in this run; expected one of "
+                                                 f"{', '.join(computed)} (switch a peer method on under baselines)"))
     root = Path(config["data"]["root"])
     for dataset in config["datasets"]:
         missing = [f for f in {**DATA_FILES, "imagefolder": ("train",)}.get(dataset, ()) if not (root / f).exists()]

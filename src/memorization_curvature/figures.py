@@ -240,3 +240,79 @@ def methods_table(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         cells = [_summary_cell(rows[rows["variant"] == variant], with_seeds=False) for variant in variants]
         lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
     return numbers, "\n".join(lines) + "\n"
+
+
+def _cleaning_label(method: str, action: str, spec: str = "") -> str:
+    return f"{method}, {action}" + (f" ({spec})" if spec else "")
+
+
+def cleaning_curves(table: pd.DataFrame, *, title: str):
+    """Test accuracy after each cleaning against the fraction cleaned, a line per method and action;
+    the run's own training on the noisy labels and the oracle as horizontal lines."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    levels = {"noisy labels": ("k", "--"), "oracle": ("tab:green", ":")}
+    for name, (color, style) in levels.items():
+        rows = table[table["method"] == name]
+        if len(rows):
+            ax.axhline(rows["test_acc"].iloc[0], color=color, ls=style, lw=1.2,
+                       label=f"{name} ({rows['test_acc'].iloc[0]:.3f})")
+    cleanings = table[~table["method"].isin(list(levels))]
+    noisy = table.loc[table["method"] == "noisy labels", "test_acc"]
+    for (method, action), rows in cleanings.groupby(["method", "action"], sort=False):
+        rows = rows.sort_values("fraction")
+        # each line starts at nothing cleaned: the training on the noisy labels
+        x = np.concatenate([[0.0], 100 * rows["fraction"].to_numpy()]) if len(noisy) else 100 * rows["fraction"]
+        y = np.concatenate([noisy.to_numpy()[:1], rows["test_acc"].to_numpy()]) if len(noisy) else rows["test_acc"]
+        ax.plot(x, y, marker="o", lw=2.0 if method == "curvature" else 1.0, label=_cleaning_label(method, action))
+    ax.set_xlabel("training samples cleaned (%, top of the ranking)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{title}: retrained after cleaning", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, table
+
+
+def cleaning_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Test accuracy mean +- std over seeds per dataset, noise rate, method, fraction (as configured:
+    a number or k*rate) and action; a Markdown table with a row per cleaning and a column per rate."""
+    results = results.assign(noise_rate=results["variant"].str.slice(5).astype(float))
+    keys = ["dataset", "method", "fraction_spec", "action"]
+    numbers = (results.groupby([*keys, "noise_rate"], sort=False)
+               .agg(mean=("test_acc", "mean"), std=("test_acc", "std"), seeds=("test_acc", "count"),
+                    changed=("changed", "mean"), changed_corrupted=("changed_corrupted", "mean"))
+               .reset_index())
+    rates = sorted(numbers["noise_rate"].unique())
+    lines = ["| dataset | cleaning | " + " | ".join(f"{100 * r:g} % noise" for r in rates) + " |",
+             "|---|---" + "|---" * len(rates) + "|"]
+    for (dataset, method, spec, action), rows in numbers.groupby(keys, sort=False):
+        cells = []
+        for rate in rates:
+            row = rows[rows["noise_rate"] == rate]
+            cell = _summary_cell(row, with_seeds=False)
+            if cell and method not in ("noisy labels", "oracle"):
+                cell += f" ({row['changed_corrupted'].iloc[0]:.0f}/{row['changed'].iloc[0]:.0f} corrupted)"
+            cells.append(cell)
+        name = method if method in ("noisy labels", "oracle") else _cleaning_label(method, action, spec)
+        lines.append(f"| {dataset} | {name} | " + " | ".join(cells) + " |")
+    return numbers, "\n".join(lines) + "\n"
+
+
+def cleaning_summary_figure(numbers: pd.DataFrame):
+    """Test accuracy (mean +- std over seeds) against the noise rate: the noisy training, the oracle
+    and every cleaning, a panel per dataset."""
+    datasets = list(dict.fromkeys(numbers["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = numbers[numbers["dataset"] == dataset]
+        for (method, spec, action), line in rows.groupby(["method", "fraction_spec", "action"], sort=False):
+            line = line.sort_values("noise_rate")
+            reference = method in ("noisy labels", "oracle")
+            ax.errorbar(100 * line["noise_rate"], line["mean"], yerr=line["std"].fillna(0), capsize=3,
+                        marker="o", ls="--" if reference else "-", lw=2.0 if method == "curvature" else 1.0,
+                        label=method if reference else _cleaning_label(method, action, spec))
+        ax.set_xlabel("label noise (%)")
+        ax.set_ylabel("test accuracy (mean +- std over seeds)")
+        ax.set_title(f"{dataset}: retrained after cleaning", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, numbers

@@ -150,7 +150,8 @@ def train(
 ) -> None:
     """Train on the given labels and write ``checkpoints[e - 1]`` after epoch e, per-epoch metrics, and
     per-sample statistics of every epoch for the peer methods (arrays (E, N), see
-    :func:`memorization_curvature.baselines.epoch_statistics`). ``code``: the digest of the code that
+    :func:`memorization_curvature.baselines.epoch_statistics`) with ``mean_probs`` (N, K), the softmax
+    averaged over the epochs' evaluation passes. ``code``: the digest of the code that
     trains (the rule's), part of what a saved training state must match to be resumed."""
     import torch
 
@@ -181,22 +182,27 @@ def train(
         [data_path, labels_path],
         code,
     )
+    # softmax of every epoch's evaluation pass over the training set, summed: the suggested labels
+    probs_sum = np.zeros((len(given), prepared.num_classes))
     state = resume.load(resume_folder, expected, checkpoints)
     if state is not None:
         rows = state["rows"]
         history = {key: [v.numpy() for v in values] for key, values in state["history"].items()}
+        probs_sum = state["probs_sum"].numpy()
 
     def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
         io.save_torch(checkpoints[epoch - 1], _checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
         for key, values in baselines.epoch_statistics(train_logits.numpy(), given).items():
             history.setdefault(key, []).append(values)
+        probs_sum[:] += baselines.softmax(train_logits.numpy())
 
     def on_state(training_state: dict) -> None:
         training_state.update(
             fingerprint=expected,
             rows=rows,
             history={key: [torch.from_numpy(v) for v in values] for key, values in history.items()},
+            probs_sum=torch.from_numpy(probs_sum.copy()),
         )
         resume.save(resume_folder, training_state, checkpoints[training_state["epoch"] - 1])
 
@@ -216,7 +222,8 @@ def train(
         on_state=on_state,
     )
     io.save_csv(metrics_path, pd.DataFrame(rows))
-    io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()})
+    io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()},
+                mean_probs=probs_sum / len(rows))
     resume.clear(resume_folder)
 
 
@@ -391,6 +398,8 @@ def evaluate(
     variant: str,
     seed: int,
     epochs_scored: Sequence[int],
+    history_path: str | None = None,
+    review_top: int | str = 100,
 ) -> None:
     table = pd.read_csv(table_path)
     result = metrics.detection_metrics(table["corrupted"].to_numpy(), table["curvature"].to_numpy())
@@ -406,8 +415,106 @@ def evaluate(
         epochs_scored=[int(e) for e in epochs_scored],
         final_test_acc=float(history["test_acc"].iloc[-1]),
     )
+    if history_path:
+        from . import cleaning
+
+        # how often the suggested label of suspects.csv's samples is the true one (no peer ranks needed)
+        result["suspects"] = cleaning.suggestion_accuracy(_suspects(table, table[["index"]], history_path, review_top))
     io.save_json(output, result)
     log.info("%s %s seed %d: curvature AUROC %s", dataset, variant, seed, result["auroc"])
+
+
+def _suspects(table: pd.DataFrame, methods: pd.DataFrame, history_path: str, review_top: int | str,
+              conflicting: set[int] | None = None) -> pd.DataFrame:
+    from . import cleaning
+
+    suggested, probability = cleaning.suggested_labels(io.load_npz(history_path)["mean_probs"])
+    return cleaning.suspects(table, methods, suggested, probability, conflicting,
+                             None if review_top == "all" else int(review_top))
+
+
+def suspects(table_path: str, methods_path: str, history_path: str, output: str, *, review_top: int | str,
+             duplicates_path: str | None = None) -> None:
+    """The training samples to review, highest averaged curvature first, with the label the network
+    suggests, every method's rank and membership of a conflicting-duplicate pair."""
+    conflicting = None
+    if duplicates_path:
+        pairs = pd.read_csv(duplicates_path)
+        conflicting = set(pairs["i"]) | set(pairs["j"])
+    table = _suspects(pd.read_csv(table_path), pd.read_csv(methods_path), history_path, review_top, conflicting)
+    io.save_csv(output, table)
+    log.info("%d suspects, %d of them corrupted", len(table), table["corrupted"].sum())
+
+
+def clean_labels(labels_path: str, scores_path: str, history_path: str, output: str, *, method: str,
+                 fraction: float | None, action: str | None) -> None:
+    """The labels one cleaning retrains on: the top ``fraction`` of ``method``'s ranking removed or
+    relabelled (``method`` oracle: the true labels)."""
+    from . import cleaning
+
+    labels = load_labels(labels_path).sort_values("index", ignore_index=True)
+    if method == "oracle":
+        table = cleaning.oracle(labels)
+    else:
+        scores = pd.read_csv(scores_path).sort_values("index", ignore_index=True)
+        if not scores["index"].equals(labels["index"]):
+            raise io.BadInput(f"{scores_path} does not list the samples of {labels_path}")
+        suggested, _ = cleaning.suggested_labels(io.load_npz(history_path)["mean_probs"])
+        table = cleaning.cleaned(labels, scores[method].to_numpy(), fraction, action, suggested)
+    io.save_csv(output, table)
+    log.info("%s: %s", method if method == "oracle" else f"{method}, top {fraction:g}, {action}",
+             cleaning.result_row(table))
+
+
+def retrain(data_path: str, cleaned_path: str, output: str, *, seed: int, model_name: str, device: str,
+            threads: int, placement: str = "auto", loader_workers: int = 2, **recipe) -> None:
+    """Train the run's recipe (same seed) on the cleaned labels; the test accuracy after each epoch."""
+    import torch
+
+    from . import batches, cleaning, training
+
+    torch.set_num_threads(threads)
+    prepared = load_prepared(data_path)
+    table = pd.read_csv(cleaned_path).sort_values("index", ignore_index=True)
+    model, config = _fresh_training(prepared, model_name, seed, recipe)
+    accuracy = []
+    _train_on(prepared, batches.ImageSet.of(prepared, "train"), torch.tensor(table["label"].to_numpy()),
+              np.flatnonzero(table["keep"].to_numpy(bool)), model, config, training.resolve_device(device),
+              {"placement": placement, "workers": loader_workers},
+              on_epoch_end=lambda epoch, net, metrics, logits: accuracy.append(float(metrics["test_acc"])))
+    io.save_json(output, {**cleaning.result_row(table), "test_acc": accuracy[-1], "test_acc_per_epoch": accuracy})
+    log.info("trained on %d samples: test accuracy %.4f", int(table["keep"].sum()), accuracy[-1])
+
+
+def cleaning_table(train_metrics_path: str, result_paths: Sequence[str], output: str, *, cleanings: Sequence[dict],
+                   figure: str, run_title: str) -> None:
+    """One row per cleaning (method, fraction, action), the run's own training on the noisy labels and
+    the oracle: samples changed, of which corrupted, test accuracy; and the figure."""
+    from . import figures
+
+    noisy = pd.read_csv(train_metrics_path)
+    rows = [{"method": "noisy labels", "fraction": 0.0, "fraction_spec": "", "action": "", "changed": 0,
+             "changed_corrupted": 0, "trained_on": None, "test_acc": float(noisy["test_acc"].iloc[-1])}]
+    for cleaning, path in zip(cleanings, result_paths):
+        result = io.load_json(path)
+        rows.append({**{k: cleaning[k] for k in ("method", "fraction", "fraction_spec", "action")},
+                     **{k: result[k] for k in ("changed", "changed_corrupted", "trained_on", "test_acc")}})
+    table = pd.DataFrame(rows)
+    io.save_csv(output, table)
+    save_figure_set(figure, *figures.cleaning_curves(table, title=run_title))
+    log.info("cleaning:\n%s", table.to_string(index=False))
+
+
+def cleaning_summary(table_paths: Sequence[str], runs: Sequence[dict], *, markdown: str, figure: str) -> None:
+    """Test accuracy of every cleaning, the noisy training and the oracle, mean +- std over seeds (the
+    numbers beside the figure, as its CSV)."""
+    from . import figures
+
+    frames = [pd.read_csv(path).fillna({"fraction_spec": "", "action": ""}).assign(**run)
+              for path, run in zip(table_paths, runs)]
+    numbers, text = figures.cleaning_summary(pd.concat(frames, ignore_index=True))
+    Path(markdown).write_text(text)
+    save_figure_set(figure, *figures.cleaning_summary_figure(numbers))
 
 
 def aggregate(metric_paths: Sequence[str], output: str) -> None:

@@ -1,0 +1,125 @@
+"""From a ranking to a better model: the suspects to review, and the labels a cleaning retrains on.
+
+Every method's score is oriented so that the most suspicious sample scores highest (as the method
+tables hold them). Cleaning takes the top ``fraction`` of a ranking and either removes those samples
+(``remove``) or gives them the label the network itself suggested (``relabel``): the class with the
+highest probability averaged over the training epochs' evaluation passes.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .choices import CLEANING_ACTIONS as ACTIONS
+_RATE = re.compile(r"^(?:(\d+(?:\.\d+)?)\*)?rate$")
+
+
+def computed_methods(baselines: dict) -> list[str]:
+    """Every ranking a run computes under the ``baselines`` config: curvature and the peer methods."""
+    methods = ["curvature", *baselines["history"]]
+    if baselines["confident_learning"]:
+        methods += ["confident_learning", "self_confidence"]
+    if baselines["ssft"]:
+        methods.append("ssft")
+    return methods
+
+
+def suggested_labels(mean_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class, its mean probability) per sample from the softmax probabilities averaged over the
+    training epochs, (N, K); ties go to the lower class."""
+    mean_probs = np.asarray(mean_probs)
+    suggested = mean_probs.argmax(axis=1)
+    return suggested, mean_probs[np.arange(len(suggested)), suggested]
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """1 for the highest score; ties in sample order (as the curvature table ranks)."""
+    return pd.Series(np.asarray(scores, dtype=float)).rank(ascending=False, method="first").to_numpy(int)
+
+
+def top(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """Positions of the round(fraction x N) highest scores, most suspicious first."""
+    count = int(round(fraction * len(scores)))
+    return np.argsort(ranks(scores), kind="stable")[:count]
+
+
+def fraction_of(spec: float | str, rate: float) -> float | None:
+    """A fraction of ``cleaning.fractions``: a number, or ``rate`` / ``k*rate`` (the run's noise rate,
+    times k); None where that is not in (0, 1) (a clean run)."""
+    if isinstance(spec, str):
+        match = _RATE.match(spec)
+        if match is None:
+            raise ValueError(f"cleaning fraction {spec!r}: expected a number in (0, 1), 'rate' or 'k*rate'")
+        spec = float(match.group(1) or 1) * rate
+    return float(spec) if 0 < spec < 1 else None
+
+
+def label(fraction: float) -> str:
+    """How a fraction is written in file names: 0.1 -> '0.1'."""
+    return f"{fraction:g}"
+
+
+def cleaned(labels: pd.DataFrame, scores: np.ndarray, fraction: float, action: str,
+            suggested: np.ndarray) -> pd.DataFrame:
+    """The training labels after cleaning by ``scores`` (per sample, in ``labels``' order): ``labels``
+    (index, given_label, true_label, corrupted) with ``label`` (the label trained on), ``keep``
+    (trained on) and ``cleaned`` (among the top ``fraction``: removed or relabelled)."""
+    if action not in ACTIONS:
+        raise ValueError(f"cleaning action {action!r}: expected one of {', '.join(ACTIONS)}")
+    given = labels["given_label"].to_numpy()
+    flagged = np.zeros(len(given), dtype=bool)
+    flagged[top(scores, fraction)] = True
+    label = np.where(flagged & (action == "relabel"), np.asarray(suggested), given)
+    keep = ~flagged if action == "remove" else np.ones(len(given), dtype=bool)
+    return labels[["index", "given_label", "true_label", "corrupted"]].assign(label=label, keep=keep, cleaned=flagged)
+
+
+def oracle(labels: pd.DataFrame) -> pd.DataFrame:
+    """The training labels of the oracle: every sample, with its true label."""
+    return labels[["index", "given_label", "true_label", "corrupted"]].assign(
+        label=labels["true_label"], keep=True, cleaned=labels["given_label"] != labels["true_label"])
+
+
+def result_row(table: pd.DataFrame) -> dict[str, int]:
+    """How many samples a cleaning changed (removed or relabelled), how many of them were truly
+    corrupted, and how many it trained on."""
+    cleaned, corrupted = table["cleaned"].to_numpy(bool), table["corrupted"].to_numpy(bool)
+    return {"changed": int(cleaned.sum()), "changed_corrupted": int((cleaned & corrupted).sum()),
+            "trained_on": int(table["keep"].sum())}
+
+
+def suspects(table: pd.DataFrame, methods: pd.DataFrame, suggested: np.ndarray, suggested_prob: np.ndarray,
+             conflicting: set[int] | None, review_top: int | None) -> pd.DataFrame:
+    """Training samples by averaged curvature, most suspicious first (the top ``review_top``, or all):
+    given and suggested label with its mean probability, curvature and its rank, every peer method's
+    rank, membership of a conflicting-duplicate pair (``conflicting``: sample indices, None when not
+    searched) and, for the reviewer's check, the true label and whether it was corrupted."""
+    table = table.sort_values("index", ignore_index=True)
+    methods = methods.sort_values("index", ignore_index=True)
+    out = pd.DataFrame({
+        "index": table["index"], "given_label": table["given_label"], "suggested_label": suggested,
+        "suggested_probability": suggested_prob, "curvature": table["curvature"],
+        "curvature_rank": ranks(table["curvature"].to_numpy()),
+    })
+    peers = [c for c in methods.columns if c not in ("index", "given_label", "true_label", "corrupted", "curvature")]
+    for peer in peers:
+        out[f"{peer}_rank"] = ranks(methods[peer].to_numpy())
+    if conflicting is not None:
+        out["in_conflicting_pair"] = out["index"].isin(conflicting)
+    out["true_label"] = table["true_label"]
+    out["corrupted"] = table["corrupted"].astype(bool)
+    out = out.sort_values("curvature_rank", ignore_index=True)
+    return out if review_top is None else out.head(review_top)
+
+
+def suggestion_accuracy(table: pd.DataFrame) -> dict[str, float | int | None]:
+    """How often the suggested label is the true one, over the corrupted samples of ``table`` (the
+    suspects) and over all of its samples."""
+    corrupted = table["corrupted"].to_numpy(bool)
+    right = (table["suggested_label"] == table["true_label"]).to_numpy()
+    return {"suspects": int(len(table)), "corrupted_suspects": int(corrupted.sum()),
+            "suggested_is_true_on_corrupted_suspects": float(right[corrupted].mean()) if corrupted.any() else None,
+            "suggested_is_true_on_suspects": float(right.mean()) if len(table) else None}
