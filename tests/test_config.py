@@ -49,6 +49,11 @@ BAD = [
     ({"baselines": {"el2n_epoch": 40}}, "baselines.el2n_epoch"),
     ({"duplicates": {"threshold": 1.5}}, "duplicates.threshold"),
     ({"baselines": {"cv_folds": 1}}, "baselines.cv_folds"),
+    ({"cleaning": {"fractions": [1.5]}}, "cleaning.fractions[0]"),
+    ({"cleaning": {"fractions": ["half"]}}, "cleaning.fractions[0]"),
+    ({"cleaning": {"actions": ["drop"]}}, "cleaning.actions[0]"),
+    ({"cleaning": {"review_top": 0}}, "cleaning.review_top"),
+    ({"cleaning": {"methods": ["ssft"]}}, "cleaning.methods"),
 ]
 
 
@@ -127,6 +132,17 @@ def test_dry_run_stops_on_bad_config(tmp_path, overlay, key):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_cleaning_method_the_run_does_not_compute_is_named_at_the_dry_run(tmp_path):
+    config = merged({"cleaning": {"methods": ["curvature", "aum", "ssft"]}, "baselines": {"history": ["csl"]}})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(snakemake_command(tmp_path, "-n"), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "cleaning.methods: aum is not computed in this run" in output
+    assert "cleaning.methods: ssft is not computed in this run" in output
+    assert "expected one of curvature, csl, confident_learning, self_confidence" in output
+
+
 def test_missing_dataset_files_are_named(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
@@ -144,7 +160,7 @@ def test_scored_epochs_count_back_from_the_last():
 
 
 def test_each_concept_has_one_list_of_allowed_values():
-    from memorization_curvature import baselines, batches, choices, curvature, data, models
+    from memorization_curvature import baselines, batches, choices, cleaning, curvature, data, models
     from memorization_curvature.config import load_schema
 
     schema = load_schema(SCHEMA)
@@ -158,11 +174,12 @@ def test_each_concept_has_one_list_of_allowed_values():
     assert props["train"]["properties"]["placement"]["enum"] == list(choices.PLACEMENTS)
     # the schema file itself lists none of them: one list, in choices.py
     text = SCHEMA.read_text()
-    assert not re.search(r"^\s+enum:", text, re.M) and len(re.findall(r"^\s+x-choices:", text, re.M)) == 7
+    assert props["cleaning"]["properties"]["actions"]["items"]["enum"] == list(choices.CLEANING_ACTIONS)
+    assert not re.search(r"^\s+enum:", text, re.M) and len(re.findall(r"^\s+x-choices:", text, re.M)) == 8
     # and the code checks against the same objects
     assert models.MODELS is choices.MODELS and data.DATASETS is choices.DATASETS
     assert baselines.HISTORY_METHODS is choices.HISTORY_METHODS and batches.PLACEMENTS is choices.PLACEMENTS
-    assert curvature.CURVATURE_FORMS is choices.CURVATURE_FORMS
+    assert curvature.CURVATURE_FORMS is choices.CURVATURE_FORMS and cleaning.ACTIONS is choices.CLEANING_ACTIONS
     assert set(baselines.history_scores({k: np.ones((2, 3)) for k in ("loss", "correct", "margin", "p_given", "el2n")},
                                         choices.HISTORY_METHODS, el2n_epoch=1)) == set(choices.HISTORY_METHODS)
     for name in choices.MODELS:  # every listed model can be built
