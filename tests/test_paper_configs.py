@@ -29,7 +29,11 @@ def test_paper_config_dry_run(tmp_path, config):
     assert counts == {"prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs,
                       "evaluate": runs, "figure_grids": runs, "figure_scores": runs, "figure_dynamics": runs,
                       "history_baselines": runs, "crossval": runs, "confident_learning": runs,
-                      "compare_methods": runs, "find_duplicates": runs, "aggregate": 1, "summary_figures": 1, "methods_summary": 1, "all": 1}
+                      "compare_methods": runs, "find_duplicates": runs, "aggregate": 1, "summary_figures": 1,
+                      "methods_summary": 1, "all": 1,
+                      # cleaning by curvature at the run's noise rate, and the oracle
+                      "suspects": runs, "clean_labels": 2 * runs, "retrain": 2 * runs, "cleaning_table": runs,
+                      "cleaning_summary": 1}
 
 
 def test_every_paper_dataset_has_a_config():
