@@ -348,6 +348,9 @@ def test_report_builds_with_every_figure(workdir):
         assert f"{name}.png" in html
     assert "auroc_table.md" in html and "highest curvature" in html
     assert "Memorization through the curvature" in html  # the workflow description page
+    # the cleaning figure per run and the summary across runs, with their captions
+    assert "cleaning.png" in html and "cleaning.md" in html
+    assert "closes the gap between them" in html and "mean +- std over seeds, per noise rate" in html
 
 
 def test_every_job_wrote_a_log(workdir):
