@@ -246,6 +246,22 @@ def _cleaning_label(method: str, action: str, spec: str = "") -> str:
     return f"{method}, {action}" + (f" ({spec})" if spec else "")
 
 
+class _CleaningStyle:
+    """A colour per method, a line style per action, a marker per fraction; the references in grey."""
+
+    def __init__(self, table: pd.DataFrame):
+        methods = [m for m in dict.fromkeys(table["method"]) if m not in ("noisy labels", "oracle")]
+        self.colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+        specs = [s for s in dict.fromkeys(table.get("fraction_spec", pd.Series(dtype=str)).fillna("")) if s]
+        self.markers = {s: "osD^v"[i % 5] for i, s in enumerate(specs)}
+
+    def __call__(self, method: str, action: str, spec: str = "") -> dict:
+        if method in ("noisy labels", "oracle"):
+            return {"color": "black" if method == "noisy labels" else "0.55", "ls": ":", "marker": "o", "lw": 1.5}
+        return {"color": self.colors[method], "ls": "--" if action == "relabel" else "-",
+                "marker": self.markers.get(spec, "o"), "lw": 2.2 if method == "curvature" else 1.2}
+
+
 def cleaning_curves(table: pd.DataFrame, *, title: str):
     """Test accuracy after each cleaning against the fraction cleaned, a line per method and action;
     the run's own training on the noisy labels and the oracle as horizontal lines."""
@@ -258,12 +274,13 @@ def cleaning_curves(table: pd.DataFrame, *, title: str):
                        label=f"{name} ({rows['test_acc'].iloc[0]:.3f})")
     cleanings = table[~table["method"].isin(list(levels))]
     noisy = table.loc[table["method"] == "noisy labels", "test_acc"]
+    style = _CleaningStyle(table)
     for (method, action), rows in cleanings.groupby(["method", "action"], sort=False):
         rows = rows.sort_values("fraction")
         # each line starts at nothing cleaned: the training on the noisy labels
         x = np.concatenate([[0.0], 100 * rows["fraction"].to_numpy()]) if len(noisy) else 100 * rows["fraction"]
         y = np.concatenate([noisy.to_numpy()[:1], rows["test_acc"].to_numpy()]) if len(noisy) else rows["test_acc"]
-        ax.plot(x, y, marker="o", lw=2.0 if method == "curvature" else 1.0, label=_cleaning_label(method, action))
+        ax.plot(x, y, **style(method, action), label=_cleaning_label(method, action))
     ax.set_xlabel("training samples cleaned (%, top of the ranking)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{title}: retrained after cleaning", fontsize=10)
@@ -301,14 +318,15 @@ def cleaning_summary_figure(numbers: pd.DataFrame):
     """Test accuracy (mean +- std over seeds) against the noise rate: the noisy training, the oracle
     and every cleaning, a panel per dataset."""
     datasets = list(dict.fromkeys(numbers["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    style = _CleaningStyle(numbers)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = numbers[numbers["dataset"] == dataset]
         for (method, spec, action), line in rows.groupby(["method", "fraction_spec", "action"], sort=False):
             line = line.sort_values("noise_rate")
             reference = method in ("noisy labels", "oracle")
             ax.errorbar(100 * line["noise_rate"], line["mean"], yerr=line["std"].fillna(0), capsize=3,
-                        marker="o", ls="--" if reference else "-", lw=2.0 if method == "curvature" else 1.0,
+                        **style(method, action, spec),
                         label=method if reference else _cleaning_label(method, action, spec))
         ax.set_xlabel("label noise (%)")
         ax.set_ylabel("test accuracy (mean +- std over seeds)")
