@@ -8,6 +8,7 @@ curvature, metrics, figures), which take and return arrays.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import sys
@@ -321,9 +322,9 @@ def score(
     """
     settings = dict(n_probes=n_probes, h=h, form=form, method=method, seed=seed, precision=precision,
                     score_test=score_test)
-    make_scorer = lambda: _Scorer(data_path, labels_path, batch_size=batch_size,  # noqa: E731
-                                  probes_per_pass=probes_per_pass, device=device, threads=threads,
-                                  placement=placement, loader_workers=loader_workers, **settings)
+    make_scorer = functools.partial(_Scorer, data_path, labels_path, batch_size=batch_size,
+                                    probes_per_pass=probes_per_pass, device=device, threads=threads,
+                                    placement=placement, loader_workers=loader_workers, **settings)
     if checkpoints_per_job > 1:
         from . import score_ahead
 
@@ -341,19 +342,24 @@ def score(
 def _score_with_pool(pool, claimed: bool, make_scorer, budget: int) -> None:
     """Score the pool's own checkpoint (or take its scores made ahead), then up to ``budget`` - 1
     others of the run ahead of their jobs; ``claimed``: whether the own checkpoint is claimed yet."""
-    scorer, total = None, budget
+    scorer = None
+
+    def score_ahead(other: int) -> None:
+        nonlocal scorer
+        scorer = scorer or make_scorer()
+        pool.store(other, scorer(pool.checkpoint_of(other)))
+        pool.release(other)
+        log.info("scored epoch %d ahead of its job", other)
+
     while not claimed and not pool.claim(pool.own, wait=False):
         # another process is scoring this checkpoint ahead: score another one meanwhile, or wait
         other = next(pool.others(), None) if budget > 1 else None
         if other is None:
             log.info("epoch %d is being scored by another process: waiting for it", pool.own)
-            claimed = pool.claim(pool.own, wait=True)
+            pool.claim(pool.own, wait=True)
             break
-        scorer = scorer or make_scorer()
-        pool.store(other, scorer(pool.checkpoint_of(other)))
-        pool.release(other)
+        score_ahead(other)
         budget -= 1
-        log.info("scored epoch %d ahead of its job", other)
     try:
         if pool.ready(pool.own):
             pool.take(pool.own)
@@ -364,14 +370,9 @@ def _score_with_pool(pool, claimed: bool, make_scorer, budget: int) -> None:
         budget -= 1
     finally:
         pool.release(pool.own)
-    for other in pool.others():
-        if budget <= 0:
-            pool.release(other)
-            break
-        pool.store(other, scorer(pool.checkpoint_of(other)))
-        pool.release(other)
+    while budget > 0 and (other := next(pool.others(), None)) is not None:
+        score_ahead(other)
         budget -= 1
-        log.info("scored epoch %d ahead of its job (curvature.checkpoints_per_job: %d)", other, total)
 
 
 def average(labels_path: str, score_paths: Sequence[str], output: str) -> None:
