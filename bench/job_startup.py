@@ -39,22 +39,25 @@ started = float(sys.argv[1])
 marks = {"interpreter": time.time() - started}
 t = time.perf_counter()
 import snakemake.script  # what Snakemake's script preamble imports
-from memorization_curvature import gpu_slots, stages
+import pandas as pd
+from memorization_curvature import gpu_slots
 from memorization_curvature.config import runtime_settings
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import score
 import torch
-from memorization_curvature import batches, curvature, difference, models, training
+from memorization_curvature import batches, checkpoints, curvature, data, difference, models, training
 marks["imports"] = time.perf_counter() - t
 t = time.perf_counter()
 import torchvision.models  # ResNet18's definition, imported by the first ResNet the job builds
 marks["torchvision (for ResNet18)"] = time.perf_counter() - t
 t = time.perf_counter()
-prepared = stages.load_prepared(sys.argv[2])
-labels = stages.load_labels(sys.argv[3])
+prepared = data.load_prepared(sys.argv[2])
+labels = pd.read_csv(sys.argv[3])
 train_set = batches.LabelledBatches(batches.ImageSet.of(prepared, "train"), labels["given_label"].to_numpy(), 256,
                                     device=torch.device("cpu"), placement="device")
 marks["dataset and labels"] = time.perf_counter() - t
 t = time.perf_counter()
-model, epoch = stages.load_checkpoint_model(sys.argv[4])
+model, epoch = checkpoints.load_model(sys.argv[4])
 marks["checkpoint and network"] = time.perf_counter() - t
 x, y = prepared.train_images[:8], labels["given_label"].to_numpy()[:8]
 images = batches.ImageSet.of(prepared, "train").normalize(torch.from_numpy(np.asarray(x)))
@@ -74,8 +77,10 @@ TAKE = r"""
 import sys, time
 started = float(sys.argv[1])
 import snakemake.script
-from memorization_curvature import gpu_slots, score_ahead, stages
+from memorization_curvature import gpu_slots, score_ahead
 from memorization_curvature.config import runtime_settings
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import score
 print(time.time() - started)
 """
 
@@ -85,7 +90,7 @@ def make_inputs(folder: Path) -> tuple[Path, Path, Path]:
     workflow writes (random pixels: only sizes matter here)."""
     import numpy as np
     import pandas as pd
-    from memorization_curvature import data as datasets, io, models, stages
+    from memorization_curvature import checkpoints, data as datasets, io, models
 
     rng = np.random.default_rng(0)
     data = folder / "data.npz"
@@ -102,7 +107,7 @@ def make_inputs(folder: Path) -> tuple[Path, Path, Path]:
     kwargs = dict(in_channels=3, num_classes=CLASSES, image_size=32)
     model = models.build_model("resnet18_cifar", **kwargs)
     checkpoint = folder / "epoch1.pt"
-    io.save_torch(checkpoint, stages._checkpoint("resnet18_cifar", kwargs, model, 1))
+    io.save_torch(checkpoint, checkpoints.checkpoint("resnet18_cifar", kwargs, model, 1))
     return data, labels, checkpoint
 
 

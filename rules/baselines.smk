@@ -37,9 +37,8 @@ rule crossval:
     params:
         folds=BASELINES["cv_folds"],
         seed=lambda w: int(w.seed),
-        model_name=recipe("model"),
         device=config["train"]["device"],
-        recipe=extra_training,
+        recipe=training_recipe_of,
         code=code_digest("crossval.py"),
     script:
         "../scripts/crossval.py"
@@ -78,9 +77,8 @@ rule ssft:
         gpu=1,
     params:
         seed=lambda w: int(w.seed),
-        model_name=recipe("model"),
         device=config["train"]["device"],
-        recipe=extra_training,
+        recipe=training_recipe_of,
         code=code_digest("ssft.py"),
     script:
         "../scripts/ssft.py"

@@ -63,9 +63,8 @@ rule retrain:
         gpu=1,
     params:
         seed=lambda w: int(w.seed),
-        model_name=recipe("model"),
         device=config["train"]["device"],
-        recipe=extra_training,
+        recipe=training_recipe_of,
         code=code_digest("retrain.py"),
     script:
         "../scripts/retrain.py"

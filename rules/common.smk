@@ -24,21 +24,17 @@ EPOCHS = run_epochs(config)
 
 
 def code_digest(script):
-    """A params value: the digest of every package module scripts/<script> can run, read from the
-    source (provenance.script_digest), so editing one reruns exactly the rules that run it.
+    """A params value: the digest of the code scripts/<script> can run, read from the source
+    (provenance.script_digest), so a change of behaviour reruns exactly the rules that run it.
     """
     return script_digest(os.path.join(workflow.basedir, "scripts", script))
 
 
-def recipe(key):
-    """A params function: the value of ``key`` in the recipe of the job's dataset."""
-    return lambda wildcards: RECIPES[wildcards.dataset][key]
-
-
-def extra_training(wildcards):
-    """The recipe of the rules that train extra models (cross-validation, SSFT)."""
-    recipe = {k: v for k, v in RECIPES[wildcards.dataset].items() if k != "model"}
-    return {**recipe, "bf16": config["train"]["bf16"]}
+def training_recipe_of(wildcards):
+    """A params function: the recipe of the job's dataset with train.bf16, as every training rule (train,
+    crossval, ssft, retrain) passes it; TrainConfig.from_recipe refuses a key it does not know.
+    """
+    return {**RECIPES[wildcards.dataset], "bf16": config["train"]["bf16"]}
 
 
 BASELINES = config["baselines"]

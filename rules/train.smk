@@ -22,17 +22,7 @@ rule train:
     resources:
         gpu=1,
     params:
-        model_name=recipe("model"),
-        epochs=EPOCHS,
-        batch_size=recipe("batch_size"),
-        lr=recipe("lr"),
-        momentum=recipe("momentum"),
-        weight_decay=recipe("weight_decay"),
-        lr_milestones=recipe("lr_milestones"),
-        lr_gamma=recipe("lr_gamma"),
-        augment_shift=recipe("augment_shift"),
-        augment_flip=recipe("augment_flip"),
-        bf16=config["train"]["bf16"],
+        recipe=training_recipe_of,
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
         code=code_digest("train.py"),

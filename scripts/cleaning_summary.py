@@ -1,6 +1,7 @@
-from memorization_curvature import stages
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import cleaning
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
-    stages.cleaning_summary(list(snakemake.input), params["runs"], markdown=snakemake.output.markdown,
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    cleaning.cleaning_summary(list(snakemake.input), params["runs"], markdown=snakemake.output.markdown,
                             figure=snakemake.output.figure)

@@ -1,6 +1,7 @@
-from memorization_curvature import stages
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import evaluate
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
-    stages.evaluate(snakemake.input.table, snakemake.input.train_metrics, snakemake.output[0],
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    evaluate.evaluate(snakemake.input.table, snakemake.input.train_metrics, snakemake.output[0],
                     history_path=snakemake.input.history[0] if snakemake.input.history else None, **params)

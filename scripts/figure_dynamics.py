@@ -1,8 +1,9 @@
-from memorization_curvature import stages
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import figures
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
-    stages.plot_dynamics(
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    figures.plot_dynamics(
         snakemake.input.labels,
         list(snakemake.input.scores),
         output=snakemake.output.figure,

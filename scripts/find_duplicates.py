@@ -1,8 +1,9 @@
-from memorization_curvature import stages
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import memorization
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
-    stages.find_duplicates(
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    memorization.find_duplicates(
         snakemake.input.data,
         snakemake.input.table,
         snakemake.output.pairs,

@@ -1,8 +1,9 @@
-from memorization_curvature import stages
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import data
 
 params = dict(snakemake.params.items())
-with stages.logging_to(snakemake.log[0], code=params.pop("code")):
-    stages.prepare(
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    data.prepare(
         snakemake.wildcards.dataset,
         snakemake.output[0],
         workers=snakemake.threads,

@@ -1,12 +1,14 @@
-from memorization_curvature import gpu_slots, stages
+from memorization_curvature import gpu_slots
 from memorization_curvature.config import run_epochs, runtime_settings, scored_epochs
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import score
 
 params = dict(snakemake.params.items())
 with (
-    stages.logging_to(snakemake.log[0], code=params["code"]),
+    logging_to(snakemake.log[0], code=params["code"]),
     gpu_slots.for_job(snakemake, snakemake.config["curvature"]["device"]),  # one GPU of --resources gpu=N
 ):
-    stages.score(
+    score.score(
         snakemake.input.data,
         snakemake.input.labels,
         snakemake.input.checkpoint,

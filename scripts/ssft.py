@@ -1,17 +1,18 @@
-from memorization_curvature import gpu_slots, stages
+from memorization_curvature import gpu_slots
 from memorization_curvature.config import runtime_settings
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import baselines
 
 params = dict(snakemake.params.items())
 with (
-    stages.logging_to(snakemake.log[0], code=params.pop("code")),
+    logging_to(snakemake.log[0], code=params.pop("code")),
     gpu_slots.for_job(snakemake, params["device"]),  # one GPU of --resources gpu=N
 ):
-    stages.ssft(
+    baselines.ssft(
         snakemake.input.data,
         snakemake.input.labels,
         snakemake.output[0],
         threads=snakemake.threads,
         **runtime_settings(snakemake.config, "train"),  # speed only: not params, so they rerun nothing
-        **params.pop("recipe"),
         **params,
     )

@@ -1,10 +1,12 @@
-from memorization_curvature import gpu_slots, stages
+from memorization_curvature import gpu_slots
 from memorization_curvature.config import runtime_settings
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import train
 
 params = dict(snakemake.params.items())
 # the code digest also keys the saved training state: a state from other code is not resumed
-with stages.logging_to(snakemake.log[0], code=params["code"]), gpu_slots.for_job(snakemake, params["device"]):
-    stages.train(
+with logging_to(snakemake.log[0], code=params["code"]), gpu_slots.for_job(snakemake, params["device"]):
+    train.train(
         snakemake.input.data,
         snakemake.input.labels,
         list(snakemake.output.checkpoints),

@@ -5,23 +5,24 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from memorization_curvature import io, stages
+from memorization_curvature import io
+from memorization_curvature.stages import baselines, data
 
-RECIPE = dict(epochs=4, batch_size=16, lr=0.01, momentum=0.9, weight_decay=0.0, lr_milestones=[0.6, 0.8],
+RECIPE = dict(model="small_cnn", epochs=4, batch_size=16, lr=0.01, momentum=0.9, weight_decay=0.0, lr_milestones=[0.6, 0.8],
               lr_gamma=0.1, augment_shift=0, augment_flip=False, bf16=True)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("baselines")
-    stages.prepare("digits", folder / "data.npz", test_fraction=0.2, split_seed=0)
-    stages.corrupt(folder / "data.npz", folder / "labels.csv", rate=0.1, seed=0)
+    data.prepare("digits", folder / "data.npz", test_fraction=0.2, split_seed=0)
+    data.corrupt(folder / "data.npz", folder / "labels.csv", rate=0.1, seed=0)
     return folder
 
 
 def test_ssft_finds_corrupted_labels(run):
-    stages.ssft(run / "data.npz", run / "labels.csv", run / "ssft.csv", seed=0, model_name="small_cnn",
-                device="cpu", threads=2, **RECIPE)
+    baselines.ssft(run / "data.npz", run / "labels.csv", run / "ssft.csv", seed=0, recipe=RECIPE, device="cpu",
+                   threads=2)
     scores = pd.read_csv(run / "ssft.csv")
     labels = pd.read_csv(run / "labels.csv")
     assert scores["ssft"].between(0, RECIPE["epochs"]).all()
@@ -29,8 +30,8 @@ def test_ssft_finds_corrupted_labels(run):
 
 
 def test_crossval_probabilities_are_out_of_sample(run):
-    stages.crossval_probabilities(run / "data.npz", run / "labels.csv", run / "probs.npz", folds=3, seed=0,
-                                  model_name="small_cnn", device="cpu", threads=2, **RECIPE)
+    baselines.crossval_probabilities(run / "data.npz", run / "labels.csv", run / "probs.npz", folds=3, seed=0,
+                                     recipe=RECIPE, device="cpu", threads=2)
     arrays = io.load_npz(run / "probs.npz")
     labels = pd.read_csv(run / "labels.csv")
     np.testing.assert_allclose(arrays["probs"].sum(1), 1.0, rtol=1e-5)
@@ -43,7 +44,7 @@ def test_crossval_probabilities_are_out_of_sample(run):
     assert (predicted == labels["true_label"].to_numpy())[clean].mean() > 0.9
     # ... and so disagree with most corrupted given labels, which is what Confident Learning uses
     assert (predicted != labels["given_label"].to_numpy())[~clean].mean() > 0.7
-    stages.confident_learning(run / "labels.csv", run / "probs.npz", run / "cl.csv")
+    baselines.confident_learning(run / "labels.csv", run / "probs.npz", run / "cl.csv")
     scores = pd.read_csv(run / "cl.csv")
     assert roc_auc_score(labels["corrupted"], scores["confident_learning"]) > 0.9
     assert roc_auc_score(labels["corrupted"], scores["self_confidence"]) > 0.9
@@ -64,8 +65,8 @@ def test_ssft_fine_tunes_in_an_order_drawn_from_the_run_seed(run, monkeypatch):
     seeds = {}
     for run_seed in (0, 1):
         seen.clear()
-        stages.ssft(run / "data.npz", run / "labels.csv", run / f"ssft{run_seed}.csv", seed=run_seed,
-                    model_name="small_cnn", device="cpu", threads=1, **one_epoch)
+        baselines.ssft(run / "data.npz", run / "labels.csv", run / f"ssft{run_seed}.csv", seed=run_seed,
+                       recipe=one_epoch, device="cpu", threads=1)
         assert len(seen) == 4  # per half: learn it, then fine-tune on the other half
         seeds[run_seed] = [seed for _, seed in seen]
     # four different orders within a run, and none shared between runs of different seeds

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from memorization_curvature import baselines
+from memorization_curvature import baselines, epoch_statistics
 
 T, F = True, False
 # columns: samples a..e; rows: epochs 1..4
@@ -45,7 +45,7 @@ def test_loss_confidence_margin_methods():
 
 def test_epoch_statistics_from_logits():
     logits = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 1.0]])
-    stats = baselines.epoch_statistics(logits, np.array([0, 2]))
+    stats = epoch_statistics.epoch_statistics(logits, np.array([0, 2]))
     p0 = np.exp(2) / (np.exp(2) + 2)
     assert stats["p_given"][0] == pytest.approx(p0)
     assert stats["loss"][0] == pytest.approx(-np.log(p0))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memorization_curvature import baselines, cleaning
+from memorization_curvature import cleaning, epoch_statistics, suspects
 
 
 def test_suggested_labels_from_a_hand_worked_history():
@@ -13,10 +13,10 @@ def test_suggested_labels_from_a_hand_worked_history():
     p = np.log
     epochs = [np.array([[p(0.5), p(0.3), p(0.2)], [p(0.1), p(0.6), p(0.3)]]),
               np.array([[p(0.1), p(0.7), p(0.2)], [p(0.2), p(0.2), p(0.6)]])]
-    mean = sum(baselines.softmax(logits) for logits in epochs) / len(epochs)
+    mean = sum(epoch_statistics.softmax(logits) for logits in epochs) / len(epochs)
     # by hand: sample 0 averages to (0.3, 0.5, 0.2), sample 1 to (0.15, 0.4, 0.45)
     np.testing.assert_allclose(mean, [[0.3, 0.5, 0.2], [0.15, 0.4, 0.45]])
-    suggested, probability = cleaning.suggested_labels(mean)
+    suggested, probability = suspects.suggested_labels(mean)
     # sample 0's epoch-1 prediction (class 0) loses to the class it averages highest on
     assert suggested.tolist() == [1, 2]
     np.testing.assert_allclose(probability, [0.5, 0.45])
@@ -86,14 +86,14 @@ def test_suspects_are_ranked_by_curvature_with_every_methods_rank():
     table = labels.assign(curvature=rng.random(40))
     methods = table.assign(aum=rng.random(40), csl=rng.random(40))
     suggested = rng.integers(0, 10, 40)
-    out = cleaning.suspects(table, methods, suggested, rng.random(40), conflicting={3, 7}, review_top=10)
+    out = suspects.suspects(table, methods, suggested, rng.random(40), conflicting={3, 7}, review_top=10)
     assert len(out) == 10 and out["curvature_rank"].tolist() == list(range(1, 11))
     assert out["index"].tolist() == np.argsort(-table["curvature"].to_numpy())[:10].tolist()
     for method in ("aum", "csl"):
-        ranks = cleaning.ranks(methods[method].to_numpy())
+        ranks = suspects.ranks(methods[method].to_numpy())
         assert out[f"{method}_rank"].tolist() == ranks[out["index"]].tolist()
     assert out["in_conflicting_pair"].tolist() == [i in (3, 7) for i in out["index"]]
     assert (out["suggested_label"] == suggested[out["index"]]).all()
-    summary = cleaning.suggestion_accuracy(out)
+    summary = suspects.suggestion_accuracy(out)
     right = out["suggested_label"] == out["true_label"]
     assert summary["suggested_is_true_on_suspects"] == pytest.approx(right.mean())

@@ -35,18 +35,18 @@ def test_checkpoints_holding_arbitrary_objects_are_refused(tmp_path):
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):
-    from memorization_curvature import models, stages
+    from memorization_curvature import checkpoints, models
 
     kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 8}
     model = models.build_model("small_cnn", **kwargs)
     path = tmp_path / "epoch3.pt"
-    io.save_torch(path, stages._checkpoint("small_cnn", kwargs, model, 3))
-    rebuilt, epoch = stages.load_checkpoint_model(path)
+    io.save_torch(path, checkpoints.checkpoint("small_cnn", kwargs, model, 3))
+    rebuilt, epoch = checkpoints.load_model(path)
     assert epoch == 3
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(RuntimeError, match="epoch3.pt"):
-        stages.load_checkpoint_model(path)
+        checkpoints.load_model(path)
 
 
 def test_npz_members_are_memory_mapped_where_stored_plainly(tmp_path):

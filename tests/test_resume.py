@@ -124,7 +124,7 @@ def test_state_from_other_parameters_inputs_or_code_is_not_used(killed_after_epo
     else:  # the same workflow with an edited training module
         checkout = checkout_copy(tmp_path / "edited")
         (checkout / "src/memorization_curvature/training.py").write_text(
-            (checkout / "src/memorization_curvature/training.py").read_text() + "\n# an edit\n")
+            (checkout / "src/memorization_curvature/training.py").read_text() + "\n_EDITED = 1\n")
         snakefile = checkout / "Snakefile"
     snakemake(tmp_path, "--rerun-incomplete", f"{RUN}/train_metrics.csv", snakefile=snakefile)
     log = (tmp_path / "logs/digits/noise0.1/seed0/train.log").read_text()

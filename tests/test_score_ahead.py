@@ -63,9 +63,9 @@ def test_a_job_whose_scores_were_made_ahead_moves_them_without_torch(run):
     arrays = {"epoch": np.asarray(2), "train_curvature": np.arange(5.0)}
     job = textwrap.dedent(f"""
         import sys
-        from memorization_curvature import stages
-        stages.score({str(run / "data.npz")!r}, {str(run / "labels.csv")!r}, {str(run / "checkpoints/epoch2.pt")!r},
-                     {str(run / "scores/epoch2.npz")!r}, n_probes=2, h=0.001, form="paper", method="finite_difference",
+        from memorization_curvature.stages import score
+        score.score({str(run / "data.npz")!r}, {str(run / "labels.csv")!r}, {str(run / "checkpoints/epoch2.pt")!r},
+                    {str(run / "scores/epoch2.npz")!r}, n_probes=2, h=0.001, form="paper", method="finite_difference",
                      seed=0, precision="float32", score_test=False, code="abc", checkpoints_per_job=4,
                      scored_epochs=[1, 2, 3, 4])
         print("torch" in sys.modules)

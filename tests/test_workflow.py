@@ -13,7 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from workflow_helpers import REPO, checkout_copy, snakemake, snakemake_command, write_config
+from workflow_helpers import REPO, snakemake, snakemake_command, write_config
 
 EPOCHS = 4
 TINY = {
@@ -397,27 +397,6 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
     assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}
 
 
-@pytest.mark.parametrize("module,expected", [
-    (None, {}),
-    ("curvature.py", {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}),
-    # figures.py: the figure jobs (find_duplicates's table feeds suspects.csv)
-    ("figures.py", {"all": 1, **{k: v for k, v in AFTER_SCORING.items() if k not in CLEANING_AFTER_SCORING},
-                    "cleaning_table": 1, "cleaning_summary": 1, "suspects": 1}),
-    ("models.py", None),  # everything with a network, and what follows
-])
-def test_editing_a_module_reruns_the_rules_that_run_it(workdir, tmp_path, module, expected):
-    copy = checkout_copy(tmp_path)
-    if module is not None:
-        path = copy / "src/memorization_curvature" / module
-        path.write_text(path.read_text() + "\n# an edit\n")
-    counts = rule_counts(planned_jobs(workdir, snakefile=copy / "Snakefile"))
-    if module == "models.py":
-        assert counts["train"] == 1 and counts["crossval"] == 1 and counts["score"] == EPOCHS
-        assert "corrupt" not in counts and "prepare" not in counts
-    else:
-        assert counts == expected
-
-
 # Settings that change speed, memory or placement only (config.RUNTIME_SETTINGS and the threads):
 # the jobs read them from the config, so a finished workflow has nothing to do after any of them.
 SPEED_ONLY = [("train", "placement", "stream"), ("train", "loader_workers", 0), ("train", "threads", 2),
@@ -444,14 +423,14 @@ def test_changing_a_speed_setting_reruns_nothing(workdir, section, key, value):
 
 
 def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, tmp_path):
-    from memorization_curvature import stages
+    from memorization_curvature.stages import score
 
     written = np.load(workdir / RUN / "scores/epoch3.npz")
     inputs = [str(workdir / "results/digits/data.npz"), str(workdir / RUN / "labels.csv"),
               str(workdir / RUN / "checkpoints/epoch3.pt")]
     options = dict(n_probes=TINY["curvature"]["n_probes"], h=1e-3, form="paper", method="finite_difference", seed=0,
                    score_test=True)
-    stages.score(*inputs, str(tmp_path / "other.npz"), **options, batch_size=37, probes_per_pass=3,
+    score.score(*inputs, str(tmp_path / "other.npz"), **options, batch_size=37, probes_per_pass=3,
                  placement="stream", loader_workers=0)
     other = np.load(tmp_path / "other.npz")
     for key in ("train_curvature", "test_curvature"):
@@ -461,31 +440,31 @@ def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, 
 
 LIGHT_STEPS = """
 import json, sys
-from memorization_curvature import stages
+from memorization_curvature.stages import baselines, data, evaluate, figures, memorization, score
 run, out = sys.argv[1], sys.argv[2]
-data = "results/digits/data.npz"
+prepared = "results/digits/data.npz"
 scores = [f"{run}/scores/epoch{e}.npz" for e in range(1, 5)]
-stages.corrupt(data, f"{out}/labels.csv", rate=0.1, seed=0)
-stages.average(f"{run}/labels.csv", scores, f"{out}/curvature.csv")
-stages.evaluate(f"{run}/curvature.csv", f"{run}/train_metrics.csv", f"{out}/metrics.json", dataset="digits",
+data.corrupt(prepared, f"{out}/labels.csv", rate=0.1, seed=0)
+score.average(f"{run}/labels.csv", scores, f"{out}/curvature.csv")
+evaluate.evaluate(f"{run}/curvature.csv", f"{run}/train_metrics.csv", f"{out}/metrics.json", dataset="digits",
                 variant="noise0.1", seed=0, epochs_scored=[1, 2, 3, 4])
-stages.aggregate([f"{run}/metrics.json"], f"{out}/auroc.csv")
-stages.plot_grids(data, f"{run}/curvature.csv", top=f"{out}/t.png", bottom=f"{out}/b.png", per_class=f"{out}/p.png",
+evaluate.aggregate([f"{run}/metrics.json"], f"{out}/auroc.csv")
+figures.plot_grids(prepared, f"{run}/curvature.csv", top=f"{out}/t.png", bottom=f"{out}/b.png", per_class=f"{out}/p.png",
                   top_k=20, run_title="t")
-stages.plot_scores(f"{run}/curvature.csv", f"{run}/metrics.json", histogram=f"{out}/h.png", roc=f"{out}/r.png",
+figures.plot_scores(f"{run}/curvature.csv", f"{run}/metrics.json", histogram=f"{out}/h.png", roc=f"{out}/r.png",
                    run_title="t")
-stages.plot_dynamics(f"{run}/labels.csv", scores, output=f"{out}/d.png", run_title="t")
-stages.summarize("results/auroc.csv", figure=f"{out}/s.png", table=f"{out}/s.md")
-stages.history_baselines(f"{run}/labels.csv", f"{run}/train_history.npz", f"{out}/history.csv", methods=["csl", "aum"],
+figures.plot_dynamics(f"{run}/labels.csv", scores, output=f"{out}/d.png", run_title="t")
+figures.summarize("results/auroc.csv", figure=f"{out}/s.png", table=f"{out}/s.md")
+baselines.history_baselines(f"{run}/labels.csv", f"{run}/train_history.npz", f"{out}/history.csv", methods=["csl", "aum"],
                          el2n_epoch=2)
-stages.confident_learning(f"{run}/labels.csv", f"{run}/baselines/crossval_probs.npz", f"{out}/cl.csv")
-stages.compare(f"{run}/curvature.csv", [f"{out}/history.csv", f"{out}/cl.csv"], f"{out}/m.csv", f"{out}/mm.csv",
+baselines.confident_learning(f"{run}/labels.csv", f"{run}/baselines/crossval_probs.npz", f"{out}/cl.csv")
+baselines.compare(f"{run}/curvature.csv", [f"{out}/history.csv", f"{out}/cl.csv"], f"{out}/m.csv", f"{out}/mm.csv",
                roc=f"{out}/mr.png", run_title="t")
-stages.methods_summary([f"{out}/mm.csv"], [{"dataset": "digits", "variant": "noise0.1", "seed": 0}],
+baselines.methods_summary([f"{out}/mm.csv"], [{"dataset": "digits", "variant": "noise0.1", "seed": 0}],
                        table=f"{out}/ms.csv", markdown=f"{out}/ms.md")
-stages.find_duplicates(data, f"{run}/curvature.csv", f"{out}/dup.csv", f"{out}/dups.csv", figure=f"{out}/dup.png",
+memorization.find_duplicates(prepared, f"{run}/curvature.csv", f"{out}/dup.csv", f"{out}/dups.csv", figure=f"{out}/dup.png",
                        threshold=0.9, feature_size=8, top_k=[10], run_title="t")
-stages.compare_memorization(f"{run}/curvature.csv", "fz_scores.npz", f"{out}/fz.json", figure=f"{out}/fz.png",
+memorization.compare_memorization(f"{run}/curvature.csv", "fz_scores.npz", f"{out}/fz.json", figure=f"{out}/fz.png",
                             top_k=100, run_title="t", images_replaced=False)
 heavy = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
 print(json.dumps(heavy))

@@ -4,7 +4,7 @@ Every score is oriented like curvature, **higher = more likely mislabeled**, in 
 method's authors use it to find mislabeled samples (e.g. data maps' hard-to-learn region: low
 confidence and low variability). Most are computed from
 per-epoch statistics of each training sample, measured after each epoch in eval mode on the
-un-augmented input with the sample's given label (:func:`epoch_statistics`); the histories are
+un-augmented input with the sample's given label (:func:`memorization_curvature.epoch_statistics.epoch_statistics`); the histories are
 arrays of shape (E, N), epochs in order.
 """
 
@@ -13,40 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from .choices import HISTORY_METHODS
-
-
-def epoch_statistics(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-sample statistics of one epoch from logits (N, K) and given labels (N,).
-
-    loss: cross-entropy; correct: argmax == label; margin: logit of the label minus the largest
-    other logit (Pleiss et al.); p_given: softmax probability of the label; el2n: ||softmax - onehot||.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    rows = np.arange(len(labels))
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    probs = np.exp(log_probs)
-    given_logit = logits[rows, labels]
-    others = logits.copy()
-    others[rows, labels] = -np.inf
-    onehot = np.zeros_like(probs)
-    onehot[rows, labels] = 1.0
-    return {
-        "loss": -log_probs[rows, labels],
-        "correct": logits.argmax(axis=1) == labels,
-        "margin": given_logit - others.max(axis=1),
-        "p_given": probs[rows, labels],
-        "el2n": np.linalg.norm(probs - onehot, axis=1),
-    }
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (N, K) of logits (N, K), in float64."""
-    shifted = np.asarray(logits, dtype=np.float64)
-    shifted = shifted - shifted.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def csl(loss: np.ndarray) -> np.ndarray:
@@ -105,7 +71,7 @@ def datamap_variability(p_given: np.ndarray) -> np.ndarray:
 
 
 def history_scores(history: dict[str, np.ndarray], methods, *, el2n_epoch: int) -> dict[str, np.ndarray]:
-    """The chosen history-based methods, from histories (E, N) named as in :func:`epoch_statistics`."""
+    """The chosen history-based methods, from histories (E, N) named as in :func:`.epoch_statistics.epoch_statistics`."""
     compute = {
         "csl": lambda: csl(history["loss"]),
         "final_loss": lambda: final_loss(history["loss"]),

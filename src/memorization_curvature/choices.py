@@ -1,7 +1,9 @@
 """The allowed values of each concept, listed once: the config schema takes its enums from here
 (``x-choices: NAME`` in schemas/config.schema.yaml) and the code checks its arguments against them.
 
-Plain tuples, no imports: the Snakefile's config check reads them without loading torch.
+Plain tuples, no imports: the Snakefile's config check reads them without loading torch. A job only
+checks a value against them and stops if it is not there, never computes with them: outside the code
+digests (a new value reruns nothing; the code that acts on it is in its own module).
 """
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
@@ -17,14 +19,3 @@ HISTORY_METHODS = (
 PLACEMENTS = ("auto", "device", "stream")
 # What a cleaning does to the top of a ranking: drop those samples, or give them the suggested label
 CLEANING_ACTIONS = ("remove", "relabel")
-
-# The files each torchvision dataset needs under data.root, in torchvision's layout.
-DATA_FILES = {
-    "mnist": tuple(f"MNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")),
-    "fashion_mnist": tuple(f"FashionMNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k")
-                           for k in ("images-idx3", "labels-idx1")),
-    "cifar10": tuple(f"cifar-10-batches-py/{f}" for f in
-                     ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-                      "batches.meta")),
-    "cifar100": tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")),
-}

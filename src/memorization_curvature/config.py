@@ -12,7 +12,7 @@ import jsonschema
 import yaml
 
 from . import choices
-from .choices import DATA_FILES
+from .data import DATA_FILES
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")

@@ -24,10 +24,22 @@ from typing import Iterator
 
 import numpy as np
 
-from .choices import DATA_FILES, DATASETS
-from .io import BadInput
+from .choices import DATASETS
+from .io import BadInput, load_npz
 
 log = logging.getLogger(__name__)
+
+# The files each torchvision dataset needs under data.root, in torchvision's layout.
+DATA_FILES = {
+    "mnist": tuple(f"MNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")),
+    "fashion_mnist": tuple(f"FashionMNIST/raw/{p}-{k}-ubyte" for p in ("train", "t10k")
+                           for k in ("images-idx3", "labels-idx1")),
+    "cifar10": tuple(f"cifar-10-batches-py/{f}" for f in
+                     ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                      "batches.meta")),
+    "cifar100": tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")),
+}
+
 
 def _expected_files(name: str, root: str) -> str:
     """Where torchvision expects the dataset's files under the data root, for the error message."""
@@ -68,6 +80,11 @@ class PreparedData:
         fields = {name: arrays[name] for name in cls.__dataclass_fields__}
         fields["pixel_max"] = float(fields["pixel_max"])
         return cls(**fields)
+
+
+def load_prepared(path) -> PreparedData:
+    """A prepared dataset file; its images are memory-mapped, read only where a step needs them."""
+    return PreparedData.from_arrays(load_npz(path, mmap=("train_images", "test_images")))
 
 
 def _split(images, labels, test_fraction: float, split_seed: int):

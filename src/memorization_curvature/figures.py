@@ -18,6 +18,19 @@ import pandas as pd
 GRID_COLUMNS = 10
 
 
+def save_figure_set(png, fig, numbers: pd.DataFrame) -> None:
+    """``png``, a PDF beside it and the plotted numbers as CSV beside it (same stem)."""
+    from pathlib import Path
+
+    from . import io
+
+    png = Path(png)
+    io.save_figure(png, fig)
+    io.save_figure(png.with_suffix(".pdf"), fig)
+    io.save_csv(png.with_suffix(".csv"), numbers)
+    plt.close(fig)
+
+
 def highest(table: pd.DataFrame, k: int) -> pd.DataFrame:
     """The k highest-curvature samples, rank 1 first."""
     return table.sort_values("rank").head(k)

@@ -63,3 +63,12 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
     if name == "resnet18":
         return resnet18_imagenet(in_channels=in_channels, num_classes=num_classes)
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+
+
+def for_data(name: str, prepared) -> tuple[nn.Module, dict]:
+    """An untrained network for a prepared dataset's images and classes, and the keyword arguments
+    that rebuild it (what a checkpoint stores). Seed torch's global generator first: it draws the
+    initial weights."""
+    c, side, _ = prepared.image_shape
+    kwargs = {"in_channels": c, "num_classes": prepared.num_classes, "image_size": side}
+    return build_model(name, **kwargs), kwargs

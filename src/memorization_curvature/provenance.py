@@ -1,15 +1,22 @@
-"""Digests of the package's own source, so that a code change reruns exactly what it affects.
+"""Code digests: a rule reruns when the code its job runs can behave differently, and only then.
 
-Snakemake's code trigger sees only the script of a rule, not the package the script calls. Each
-rule passes :func:`script_digest` of its script as a ``params:`` value: the digest of every package
-module the script can run, found by reading the source (never kept by hand). Editing one of those
-modules changes the digest, and Snakemake reruns the rule and everything downstream.
+Snakemake's code trigger sees only a rule's script, and by the bytes of the file. Each rule instead
+passes :func:`script_digest` of its script as a ``params:`` value (the workflow profiles switch the
+code trigger off), and Snakemake reruns the rule, and what follows it, when the digest changes.
 
-What "can run" means: the modules the script imports; from :mod:`stages`, only the stage functions
-the script calls, the helpers of ``stages`` they call and the modules those import (``stages``
-imports its heavy modules inside the functions that need them); from every other module, all its
-imports, wherever they are (conservative); and transitively so. ``stages.py`` and the package's
-``__init__.py`` are always part of it.
+The digest covers the *normalized syntax tree* (comments, docstrings and formatting do not count) of:
+
+- the script itself;
+- the steps it calls, function by function: in a module of :mod:`.stages` (one per rule file), the
+  step functions the script names, the module's functions and classes they use, and the module's
+  top-level statements (its imports), never its other steps;
+- every package module those import, anywhere in them, and transitively: whole modules, each one
+  concern (data, training, curvature, figures, ...), so that a module is in or out, never in part;
+- the package's ``__init__.py`` (its module-level imports only: its lazy import serves the public API).
+
+Modules that decide only where, when or how a job runs, or that check the configuration when the
+workflow is planned, are outside every digest (:data:`OUTSIDE_RESULTS`); tests show that results are
+the same whatever they decide, and that jobs use from them only what is listed there.
 """
 
 from __future__ import annotations
@@ -23,52 +30,177 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _PACKAGE = _PACKAGE_DIR.name
 _STAGES = "stages"
 
+# module -> (why it is outside the digests, the names jobs may use from it)
+OUTSIDE_RESULTS = {
+    "choices": ("the accepted values: a job checks a value against them and stops, never computes with them",
+                {"DATASETS", "MODELS", "HISTORY_METHODS", "CLEANING_ACTIONS", "PLACEMENTS", "CURVATURE_FORMS",
+                 "CURVATURE_METHODS", "CURVATURE_PRECISIONS"}),
+    "config": ("checks the configuration when the workflow is planned; jobs read speed-only settings from it",
+               {"runtime_settings", "run_epochs", "scored_epochs"}),
+    "gpu_slots": ("chooses the GPU a job runs on", {"for_job"}),
+    "score_ahead": ("chooses which process scores a checkpoint", {"Pool", "LocksUnavailable", "clear"}),
+    "job_log": ("sends a job's messages to its log file", {"logging_to"}),
+    "provenance": ("computes these digests when the workflow is planned", set()),
+}
 
-def source_digest(*modules: str) -> str:
-    """SHA-256 (first 16 hex digits) of the named modules' source, e.g. ``source_digest("curvature")``."""
-    digest = hashlib.sha256()
-    for name in sorted(set(modules)):
-        digest.update(name.encode() + b"\0" + _module_path(name).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DEFINITIONS = _FUNCTIONS + (ast.ClassDef,)
 
 
 def script_digest(script: str | Path) -> str:
-    """The digest of every package module the workflow script ``script`` can run."""
-    return source_digest(*script_modules(script))
+    """SHA-256 (first 16 hex digits) of what the workflow script ``script`` can run (module docstring)."""
+    digest = hashlib.sha256()
+    for name, code in sorted(script_units(script).items()):
+        digest.update(name.encode() + b"\0" + code.encode() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def script_modules(script: str | Path) -> list[str]:
-    """The package modules the workflow script ``script`` can run (see the module docstring)."""
+    """The names of the units in ``script``'s digest: ``script``, package modules (``curvature``),
+    stage modules' top-level statements (``stages.score``) and steps (``stages.score.average``)."""
+    return sorted(script_units(script))
+
+
+def script_units(script: str | Path) -> dict[str, str]:
+    """Unit name -> normalized syntax tree of every piece of code the workflow script ``script`` can run."""
     tree = ast.parse(Path(script).read_text(), filename=str(script))
-    modules, stage_functions = set(), set()
+    units = {"script": normalized(tree)}
+    modules, steps = _script_imports(tree)
+    modules.add("__init__")
+    if steps:
+        units["stages"] = _module_code(f"{_STAGES}/__init__")
+    for stage, functions in steps.items():
+        module = _parse(f"{_STAGES}/{stage}")
+        preamble = [node for node in module.body if not isinstance(node, _DEFINITIONS)]
+        units[f"stages.{stage}"] = _dump(ast.Module(body=preamble, type_ignores=[]))
+        modules |= set().union(*(_imports(node, level=2) for node in preamble))
+        for name in _reached_definitions(module, functions, stage):
+            definition = next(node for node in module.body if isinstance(node, _DEFINITIONS) and node.name == name)
+            units[f"stages.{stage}.{name}"] = _dump(definition)
+            modules |= _imports(definition, level=2)
+    for name in _closure(modules):
+        units[name] = _module_code(name)
+    return units
+
+
+def normalized(node: ast.AST) -> str:
+    """The syntax tree of ``node`` without docstrings, line numbers or formatting, as text (the
+    docstrings are taken out of ``node`` itself)."""
+    return _dump(_without_docstrings(node))
+
+
+def _without_docstrings(node: ast.AST) -> ast.AST:
+    for child in ast.walk(node):
+        if isinstance(child, (ast.Module,) + _DEFINITIONS) and child.body and _is_docstring(child.body[0]):
+            child.body = child.body[1:] or [ast.Pass()]
+    return node
+
+
+def _dump(node: ast.AST) -> str:
+    return ast.dump(node, include_attributes=False)
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _script_imports(tree: ast.Module) -> tuple[set[str], dict[str, set[str]]]:
+    """(package modules the script imports, {stage module: the steps it names})."""
+    modules, stage_aliases, steps = set(), {}, {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == _PACKAGE:
-                modules.update(alias.name for alias in node.names)
-            elif node.module.startswith(_PACKAGE + "."):
-                modules.add(node.module.split(".")[1])
+            parts = node.module.split(".")
+            if parts[0] != _PACKAGE:
+                continue
+            if parts[1:] == [_STAGES]:
+                stage_aliases.update({a.asname or a.name: a.name for a in node.names})
+            elif parts[1:2] == [_STAGES]:
+                steps.setdefault(parts[2], set()).update(a.name for a in node.names)
+            elif len(parts) > 1:
+                modules.add(parts[1])
+            else:
+                if _STAGES in {a.name for a in node.names}:
+                    raise ValueError("a script names its stage module: from memorization_curvature.stages import X")
+                modules.update(a.name for a in node.names)
         elif isinstance(node, ast.Import):
-            modules.update(a.name.split(".")[1] for a in node.names if a.name.startswith(_PACKAGE + "."))
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == _STAGES:
-            stage_functions.add(node.attr)
-    return sorted(_closure(modules | {"__init__", _STAGES}, stage_functions))
+            for alias in node.names:
+                if alias.name.startswith(_PACKAGE + "."):
+                    modules.add(alias.name.split(".")[1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in stage_aliases:
+            steps.setdefault(stage_aliases[node.value.id], set()).add(node.attr)
+    for alias, stage in stage_aliases.items():
+        if stage not in steps:
+            raise ValueError(f"the script imports stages.{stage} but calls none of its steps")
+    return modules - set(OUTSIDE_RESULTS), steps
 
 
-def _closure(modules: set[str], stage_functions: set[str]) -> set[str]:
+def _reached_definitions(module: ast.Module, names: set[str], stage: str) -> set[str]:
+    """``names`` and the module's functions and classes they use, transitively."""
+    definitions = {node.name: node for node in module.body if isinstance(node, _DEFINITIONS)}
+    unknown = names - set(definitions)
+    if unknown:
+        raise ValueError(f"stages/{stage}.py defines no {sorted(unknown)}")
+    reached, pending = set(), list(names)
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending += _used_definitions(definitions[name], set(definitions))
+    return reached
+
+
+def _used_definitions(definition: ast.FunctionDef | ast.ClassDef, module_names: set[str]) -> set[str]:
+    """The module's functions and classes ``definition`` refers to (a local variable of the same name
+    does not count)."""
+    arguments = [definition.args] if isinstance(definition, _FUNCTIONS) else [
+        node.args for node in definition.body if isinstance(node, _FUNCTIONS)]
+    local = {a.arg for args in arguments for a in ast.walk(args) if isinstance(a, ast.arg)}
+    local |= {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local |= {(a.asname or a.name).split(".")[0] for n in ast.walk(definition) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
+    return {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            and n.id in module_names and n.id not in local}
+
+
+def _closure(modules: set[str]) -> set[str]:
+    """``modules`` and every package module they import, transitively (``__init__``: module level only)."""
     found, pending = set(), list(modules)
     while pending:
         name = pending.pop()
-        if name in found:
+        if name in found or name in OUTSIDE_RESULTS:
             continue
         found.add(name)
-        tree = _parse(name)
-        if name == _STAGES:
-            pending += _module_level_imports(tree) | _imports_of_functions(tree, stage_functions)
-        elif name == "__init__":
-            # its lazy import serves the public API (memorization_curvature.curvature_scores), never a script
-            pending += _module_level_imports(tree)
-        else:
-            pending += _imports(tree)
+        pending += _module_imports(name)
+    return found
+
+
+@functools.cache
+def _module_imports(name: str) -> frozenset[str]:
+    """The package modules ``name`` imports (``__init__``: at module level only)."""
+    tree = _parse(name)
+    if name == "__init__":
+        return frozenset(set().union(*(_imports(node) for node in tree.body if not isinstance(node, _DEFINITIONS))))
+    return frozenset(_imports(tree))
+
+
+def _imports(node: ast.AST, level: int = 1) -> set[str]:
+    """Package modules imported anywhere under ``node``, relative (at ``level``: 1 in the package, 2 in
+    :mod:`.stages`) or absolute."""
+    found = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.ImportFrom):
+            if child.level == level:
+                found.update([child.module.split(".")[0]] if child.module else [a.name for a in child.names])
+            elif child.level == 0 and child.module and child.module.split(".")[0] == _PACKAGE:
+                parts = child.module.split(".")
+                found.update([parts[1]] if len(parts) > 1 else [a.name for a in child.names])
+            elif child.level:
+                raise ValueError(f"unexpected relative import (level {child.level}) of {child.module!r}")
+        elif isinstance(child, ast.Import):
+            found.update(a.name.split(".")[1] for a in child.names if a.name.startswith(_PACKAGE + "."))
+    if _STAGES in found:
+        raise ValueError("a package module imports the stages: only scripts call steps")
     return found
 
 
@@ -82,60 +214,9 @@ def _module_path(name: str) -> Path:
 @functools.cache
 def _parse(name: str) -> ast.Module:
     path = _module_path(name)
-    return ast.parse(path.read_text(), filename=str(path))
+    return _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
 
 
-def _imports(node: ast.AST) -> set[str]:
-    """Package modules imported anywhere under ``node`` (relative or absolute imports)."""
-    found = set()
-    for child in ast.walk(node):
-        if isinstance(child, ast.ImportFrom):
-            if child.level == 1:
-                found.update([child.module.split(".")[0]] if child.module else [a.name for a in child.names])
-            elif child.level == 0 and child.module and child.module.split(".")[0] == _PACKAGE:
-                parts = child.module.split(".")
-                found.update([parts[1]] if len(parts) > 1 else [a.name for a in child.names])
-        elif isinstance(child, ast.Import):
-            found.update(a.name.split(".")[1] for a in child.names if a.name.startswith(_PACKAGE + "."))
-    return found
-
-
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-
-
-def _module_level_imports(tree: ast.Module) -> set[str]:
-    """Imports that run when the module is imported: everything but the bodies of its functions and
-    of its classes' methods."""
-    statements = [node for node in tree.body if not isinstance(node, _FUNCTIONS + (ast.ClassDef,))]
-    statements += [node for c in tree.body if isinstance(c, ast.ClassDef) for node in c.body
-                   if not isinstance(node, _FUNCTIONS)]
-    return set().union(*(_imports(node) for node in statements))
-
-
-def _imports_of_functions(tree: ast.Module, names: set[str]) -> set[str]:
-    """Imports inside the module's functions ``names`` and the module's functions and classes they use
-    (a class: all its methods)."""
-    functions = {node.name: node for node in tree.body if isinstance(node, _FUNCTIONS + (ast.ClassDef,))}
-    defined = set(functions) | {n.id for node in tree.body for n in ast.walk(node)
-                                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    unknown = names - defined
-    if unknown:
-        raise ValueError(f"{_STAGES}.py defines no {sorted(unknown)}")
-    reached, pending = set(), list(names & set(functions))
-    while pending:
-        name = pending.pop()
-        if name in reached:
-            continue
-        reached.add(name)
-        pending += _called_functions(functions[name], set(functions))
-    return set().union(*(_imports(functions[name]) for name in reached))
-
-
-def _called_functions(function: ast.FunctionDef | ast.ClassDef, module_functions: set[str]) -> set[str]:
-    """The module's functions that ``function`` refers to (a local variable of the same name does not count)."""
-    arguments = [function.args] if isinstance(function, _FUNCTIONS) else [
-        node.args for node in function.body if isinstance(node, _FUNCTIONS)]
-    local = {a.arg for args in arguments for a in ast.walk(args) if isinstance(a, ast.arg)}
-    local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    return {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-            and n.id in module_functions and n.id not in local}
+@functools.cache
+def _module_code(name: str) -> str:
+    return _dump(_parse(name))

@@ -35,6 +35,19 @@ class TrainConfig:
     def milestone_epochs(self) -> list[int]:
         return sorted({max(1, round(f * self.epochs)) for f in self.lr_milestones})
 
+    @classmethod
+    def from_recipe(cls, recipe: dict, seed: int) -> "TrainConfig":
+        """The training configuration of a recipe (a dataset's ``recipes`` entry with ``bf16``: the
+        ``recipe`` parameter of every training rule), trained with ``seed``. The one path from a recipe
+        to training: a key it does not know is refused, never dropped."""
+        fields = {name for name in cls.__dataclass_fields__ if name != "seed"}
+        given = {key: value for key, value in recipe.items() if key != "model"}
+        unknown, missing = sorted(set(given) - fields), sorted(fields - set(given))
+        if unknown or missing:
+            raise ValueError(f"training recipe {recipe}: unknown key(s) {unknown}, missing {missing}; expected "
+                             f"model and {sorted(fields)}")
+        return cls(**{**given, "lr_milestones": tuple(given["lr_milestones"])}, seed=seed)
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU; anything else is passed to torch."""
@@ -221,3 +234,14 @@ def train(
             on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "generator": generator.get_state()})
     model.to(memory_format=torch.contiguous_format)
+
+
+def train_subset(model: nn.Module, prepared, labels: torch.Tensor, index, config: TrainConfig, *,
+                 device: torch.device, placement: str = "auto", workers: int = 2,
+                 on_epoch_end: EpochCallback | None = None) -> None:
+    """Train ``model`` on the training samples of ``prepared`` at ``index`` with ``labels`` (one per
+    training sample), tested on its test set: the extra trainings (cross-validation folds, SSFT's
+    halves, retraining after cleaning)."""
+    train(model, ImageSet.of(prepared, "train").subset(index), labels[index], ImageSet.of(prepared, "test"),
+          torch.from_numpy(prepared.test_labels), config, device=device, placement=placement, workers=workers,
+          on_epoch_end=on_epoch_end or (lambda *args: None))

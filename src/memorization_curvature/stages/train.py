@@ -1,0 +1,103 @@
+"""The step of rules/train.smk: training on the given labels, one checkpoint per epoch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    data_path: str,
+    labels_path: str,
+    checkpoints: Sequence[str],
+    metrics_path: str,
+    history_path: str,
+    *,
+    recipe: dict,
+    seed: int,
+    device: str,
+    threads: int,
+    placement: str = "auto",
+    loader_workers: int = 2,
+    code: str = "",
+) -> None:
+    """Train the dataset's ``recipe`` on the given labels and write ``checkpoints[e - 1]`` after epoch e,
+    per-epoch metrics, and per-sample statistics of every epoch for the peer methods (arrays (E, N), see
+    :func:`memorization_curvature.epoch_statistics.epoch_statistics`) with ``mean_probs`` (N, K), the
+    softmax averaged over the epochs' evaluation passes. ``code``: the digest of the code that trains
+    (the rule's), part of what a saved training state must match to be resumed."""
+    import torch
+
+    from .. import batches, checkpoints as checkpoint_files, data, epoch_statistics, models, resume, training
+
+    config = training.TrainConfig.from_recipe(recipe, seed)
+    if len(checkpoints) != config.epochs:
+        raise ValueError(f"{len(checkpoints)} checkpoint paths for {config.epochs} epochs")
+    torch.set_num_threads(threads)
+    prepared = data.load_prepared(data_path)
+    labels = pd.read_csv(labels_path)
+    model_name = recipe["model"]
+    torch.manual_seed(seed)
+    model, model_kwargs = models.for_data(model_name, prepared)
+    dev = training.resolve_device(device)
+    log.info("training %s for %d epochs on %s, %d threads", model_name, config.epochs, dev, threads)
+    rows: list[dict] = []
+    history: dict[str, list[np.ndarray]] = {}
+    given = labels["given_label"].to_numpy()
+    resume_folder = Path(metrics_path).parent / ".train_resume"
+    expected = resume.fingerprint(
+        {"model": model_name, "config": config.__dict__, "device": device},
+        [data_path, labels_path],
+        code,
+    )
+    # softmax of every epoch's evaluation pass over the training set, summed: the suggested labels
+    probs_sum = np.zeros((len(given), prepared.num_classes))
+    state = resume.load(resume_folder, expected, checkpoints)
+    if state is not None:
+        rows = state["rows"]
+        history = {key: [v.numpy() for v in values] for key, values in state["history"].items()}
+        probs_sum = state["probs_sum"].numpy()
+
+    def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
+        io.save_torch(checkpoints[epoch - 1], checkpoint_files.checkpoint(model_name, model_kwargs, net, epoch))
+        rows.append(epoch_metrics)
+        for key, values in epoch_statistics.epoch_statistics(train_logits.numpy(), given).items():
+            history.setdefault(key, []).append(values)
+        probs_sum[:] += epoch_statistics.softmax(train_logits.numpy())
+
+    def on_state(training_state: dict) -> None:
+        training_state.update(
+            fingerprint=expected,
+            rows=rows,
+            history={key: [torch.from_numpy(v) for v in values] for key, values in history.items()},
+            probs_sum=torch.from_numpy(probs_sum.copy()),
+        )
+        resume.save(resume_folder, training_state, checkpoints[training_state["epoch"] - 1])
+
+    training.train(
+        model,
+        batches.ImageSet.of(prepared, "train"),
+        torch.tensor(labels["given_label"].to_numpy()),
+        batches.ImageSet.of(prepared, "test"),
+        torch.from_numpy(prepared.test_labels),
+        config,
+        device=dev,
+        placement=placement,
+        workers=loader_workers,
+        on_epoch_end=on_epoch_end,
+        corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
+        resume=state,
+        on_state=on_state,
+    )
+    io.save_csv(metrics_path, pd.DataFrame(rows))
+    io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()},
+                mean_probs=probs_sum / len(rows))
+    resume.clear(resume_folder)

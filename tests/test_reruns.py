@@ -1,0 +1,269 @@
+"""What reruns when code changes, on a finished run with every rule: the rerun matrix.
+
+For every module of the package and every script, in a copied checkout: a comment- or docstring-only
+edit plans nothing, and a behaviour edit plans exactly the rules whose code reaches it and what follows
+them. The table below is the one in the README's "What reruns when" (a test compares them).
+"""
+
+import ast
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import yaml
+
+from memorization_curvature import provenance
+from workflow_helpers import REPO, checkout_copy, finished_workflow, snakemake, write_config
+
+EVERY = "every rule"
+OUTSIDE = "none"
+
+# file -> the rules whose code reaches it (a script: its own rule). Every rule after them reruns too.
+# Stage modules: an edit of the module's top level (imports); an edit of one step is tested below.
+RUNS = {
+    "__init__.py": EVERY,
+    "baselines.py": {"history_baselines", "crossval", "confident_learning", "ssft", "compare_methods"},
+    "batches.py": {"train", "score", "crossval", "ssft", "retrain"},
+    "checkpoints.py": {"train", "score"},
+    "choices.py": OUTSIDE,
+    "cleaning.py": {"clean_labels", "retrain"},
+    "config.py": OUTSIDE,
+    "corruption.py": {"corrupt", "inject_duplicates"},
+    "curvature.py": {"score"},
+    "data.py": {"prepare", "corrupt", "inject_duplicates", "train", "score", "crossval", "ssft", "retrain",
+                "figure_grids", "find_duplicates"},
+    "difference.py": {"score"},
+    "duplicates.py": {"find_duplicates"},
+    "epoch_statistics.py": {"train"},
+    "figures.py": {"figure_grids", "figure_scores", "figure_dynamics", "summary_figures", "compare_methods",
+                   "methods_summary", "find_duplicates", "compare_memorization", "cleaning_table",
+                   "cleaning_summary"},
+    "gpu_slots.py": OUTSIDE,
+    "io.py": EVERY,
+    "job_log.py": OUTSIDE,
+    "memorization.py": {"compare_memorization"},
+    "metrics.py": {"average", "evaluate", "aggregate", "compare_methods"},
+    "models.py": {"train", "score", "crossval", "ssft", "retrain"},
+    "provenance.py": OUTSIDE,
+    "resume.py": {"train"},
+    "score_ahead.py": OUTSIDE,
+    "suspects.py": {"evaluate", "suspects", "clean_labels", "retrain"},
+    "training.py": {"train", "score", "crossval", "ssft", "retrain"},
+    "stages/__init__.py": EVERY,
+    "stages/data.py": {"prepare", "corrupt", "inject_duplicates"},
+    "stages/train.py": {"train"},
+    "stages/score.py": {"score", "average"},
+    "stages/evaluate.py": {"evaluate", "aggregate"},
+    "stages/figures.py": {"figure_grids", "figure_scores", "figure_dynamics", "summary_figures"},
+    "stages/baselines.py": {"history_baselines", "crossval", "confident_learning", "ssft", "compare_methods",
+                            "methods_summary"},
+    "stages/memorization.py": {"find_duplicates", "compare_memorization"},
+    "stages/cleaning.py": {"suspects", "clean_labels", "retrain", "cleaning_table", "cleaning_summary"},
+}
+# One step of a stage module: its rule only.
+STEP_EDITS = {("stages/score.py", "average"): {"average"}, ("stages/baselines.py", "crossval_probabilities"): {"crossval"},
+              ("stages/cleaning.py", "cleaning_table"): {"cleaning_table"}}
+
+# rule -> the rules that read its outputs: what reruns after it
+READ_BY = {
+    "prepare": {"corrupt", "inject_duplicates", "train", "score", "crossval", "ssft", "retrain", "figure_grids",
+                "find_duplicates"},
+    "corrupt": {"train", "score", "average", "figure_dynamics", "history_baselines", "crossval",
+                "confident_learning", "ssft", "clean_labels"},
+    "train": {"score", "evaluate", "history_baselines", "suspects", "clean_labels", "cleaning_table"},
+    "score": {"average", "figure_dynamics"},
+    "average": {"evaluate", "figure_grids", "figure_scores", "compare_methods", "find_duplicates",
+                "compare_memorization", "suspects", "clean_labels"},
+    "evaluate": {"aggregate", "figure_scores"},
+    "aggregate": {"summary_figures"},
+    "history_baselines": {"compare_methods", "clean_labels"},
+    "crossval": {"confident_learning"},
+    "confident_learning": {"compare_methods", "clean_labels"},
+    "ssft": {"compare_methods", "clean_labels"},
+    "compare_methods": {"methods_summary", "suspects"},
+    "find_duplicates": {"suspects"},
+    "clean_labels": {"retrain"},
+    "retrain": {"cleaning_table"},
+    "cleaning_table": {"cleaning_summary"},
+}
+READ_BY["inject_duplicates"] = READ_BY["corrupt"]
+# a dup run has no cleaning: what follows inject_duplicates alone stops before it
+NOT_IN_DUP_RUNS = {"clean_labels", "retrain", "cleaning_table", "cleaning_summary"}
+SCRIPTS = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
+EVERY_RULE = set(SCRIPTS)
+PACKAGE = REPO / "src/memorization_curvature"
+
+# a finished run with every rule: a noise run with its cleanings by each kind of ranking, a dup run,
+# every peer method, duplicates and Feldman-Zhang
+CONFIG = {
+    "datasets": ["digits"],
+    "noise_rates": [0.1],
+    "injected_duplicates": [20],
+    "seeds": [0],
+    "train": {"epochs": 1, "threads": 1},
+    "curvature": {"n_probes": 1},
+    "baselines": {"ssft": True, "cv_folds": 2, "el2n_epoch": 1},
+    "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
+    "cleaning": {"methods": ["curvature", "aum", "confident_learning", "ssft"]},
+}
+
+
+def rules_after(rules):
+    """``rules`` and every rule that reads what they write, transitively."""
+    found, pending = set(), list(rules)
+    while pending:
+        rule = pending.pop()
+        if rule not in found:
+            found.add(rule)
+            pending += READ_BY.get(rule, ())
+    return found
+
+
+def expected_reruns(runs):
+    if runs == {"inject_duplicates"}:
+        return rules_after(runs) - NOT_IN_DUP_RUNS
+    return set() if runs == OUTSIDE else rules_after(EVERY_RULE if runs == EVERY else runs)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("reruns")
+    write_config(workdir, CONFIG)
+    snakemake(workdir, "results/digits/data.npz")
+    labels = np.load(workdir / "results/digits/data.npz")["train_labels"]
+    np.savez(workdir / "fz_scores.npz", tr_mem=np.random.default_rng(0).uniform(0, 1, len(labels)), tr_labels=labels)
+    return finished_workflow(workdir, CONFIG)
+
+
+def planned_rules(workdir, copy):
+    """The rules a dry run with the copied checkout's code would run ("all" aside)."""
+    output = snakemake(workdir, "-n", "--nolock", snakefile=copy / "Snakefile")
+    rules = {m.group(1) for m in re.finditer(r"^(?:local)?rule (\w+):$", output, re.MULTILINE)}
+    assert bool(rules) != ("Nothing to be done" in output), output[-2000:]  # an empty plan only in its words
+    return rules - {"all"}
+
+
+def every_file(root):
+    return sorted([*(root / "src/memorization_curvature").rglob("*.py"), *(root / "scripts").glob("*.py")])
+
+
+def without_behaviour(source):
+    """``source`` with its docstrings reworded, comments added and its layout changed."""
+    edited = re.sub(r'"""', '"""Reworded: ', source, count=1) if source.lstrip().startswith('"""') else (
+        '"""A docstring of its own."""\n' + source)
+    edited = re.sub(r'(\n    """)', r'\1Reworded too: ', edited, count=1)  # the first function's docstring
+    return "# a comment on top\n" + edited.replace("\n\n\n", "\n\n\n# between definitions\n", 1) + "\n# at the end\n"
+
+
+def test_the_table_covers_every_module_and_nothing_else():
+    assert set(RUNS) == {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")}
+    assert {m + ".py" for m in provenance.OUTSIDE_RESULTS} == {f for f, runs in RUNS.items() if runs == OUTSIDE}
+
+
+def test_the_table_is_what_the_digests_follow():
+    # who reaches each module by the digests (the dry runs below check what Snakemake then plans)
+    reached = {}
+    for rule in SCRIPTS:
+        for unit in provenance.script_modules(REPO / "scripts" / f"{rule}.py"):
+            parts = unit.split(".")
+            name = {1: f"{unit}.py", 2: f"stages/{parts[-1]}.py"}.get(len(parts))
+            if unit == "stages":
+                name = "stages/__init__.py"
+            if name and unit != "script":
+                reached.setdefault(name, set()).add(rule)
+    table = {f: (EVERY_RULE if runs == EVERY else runs) for f, runs in RUNS.items() if runs != OUTSIDE}
+    assert reached == table
+
+
+def test_comments_and_docstrings_rerun_nothing(finished, tmp_path):
+    copy = checkout_copy(tmp_path)
+    for path in every_file(copy):
+        source = path.read_text()
+        edited = without_behaviour(source)
+        assert edited != source
+        # each file on its own: the same syntax tree without docstrings
+        assert provenance.normalized(ast.parse(edited)) == provenance.normalized(ast.parse(source)), path
+        path.write_text(edited)
+    assert planned_rules(finished, copy) == set()
+
+
+def behaviour_edit(path, function=None):
+    """A statement added to ``path``: at its top level, or as the first statement of ``function``."""
+    source = path.read_text()
+    if function is None:
+        path.write_text(source + "\n_EDITED = 1\n")
+        return
+    node = next(n for n in ast.parse(source).body if getattr(n, "name", None) == function)
+    last = node.body[-1]
+    lines = source.splitlines(keepends=True)
+    lines.insert(last.lineno - 1, " " * last.col_offset + "_edited = 1\n")
+    path.write_text("".join(lines))
+
+
+def planned_after_edit(workdir, folder, name, function=None):
+    """The rules planned on ``workdir`` with a behaviour edit of ``name`` (a path in the checkout) in a
+    fresh copy of the checkout under ``folder``."""
+    copy = checkout_copy(folder)
+    behaviour_edit(copy / name, function)
+    return planned_rules(workdir, copy)
+
+
+def test_a_behaviour_edit_reruns_the_rules_its_code_reaches(finished, tmp_path):
+    # every module, every script, and one step of three stage modules: expected rules -> planned rules
+    cases = {**{f"src/memorization_curvature/{name}": (None, runs) for name, runs in RUNS.items()},
+             **{f"scripts/{rule}.py": (None, {rule}) for rule in SCRIPTS},
+             **{f"src/memorization_curvature/{name}:{function}": (function, runs)
+                for (name, function), runs in STEP_EDITS.items()}}
+    # two dry runs at a time: the plans are independent (each its own copy, the run only read)
+    with ThreadPoolExecutor(2) as pool:
+        planned = dict(zip(cases, pool.map(
+            lambda item: planned_after_edit(finished, tmp_path / str(item[0]), item[1].split(":")[0], item[2]),
+            [(k, case, function) for k, (case, (function, _)) in enumerate(cases.items())])))
+    wrong = {case: {"expected": sorted(expected_reruns(runs)), "planned": sorted(planned[case])}
+             for case, (_, runs) in cases.items() if planned[case] != expected_reruns(runs)}
+    assert not wrong, "\n".join(f"{case}: {diff}" for case, diff in wrong.items())
+    assert len(cases) == len(RUNS) + len(SCRIPTS) + len(STEP_EDITS)
+
+
+def readme_table():
+    """The table of the README's "What reruns when": file -> rules (or every rule, or none)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("<!-- rerun table -->"):text.index("<!-- end of rerun table -->")]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            rules = set(re.findall(r"`(\w+)`", cells[1]))
+            table[cells[0].strip("`")] = EVERY if cells[1].startswith(EVERY) else (
+                OUTSIDE if cells[1].startswith(OUTSIDE) else rules)
+    return table
+
+
+def test_the_readme_shows_this_table():
+    assert readme_table() == RUNS
+
+
+def recorded_params(workdir, output):
+    """The parameters Snakemake recorded for ``output`` (its metadata), as Python values where they are."""
+    import base64
+    import json
+
+    name = base64.urlsafe_b64encode(output.encode()).decode()
+    params = json.loads((workdir / ".snakemake/metadata" / name).read_text())["params"]
+    return [ast.literal_eval(value) for value in params]
+
+
+def test_every_training_rule_gets_the_same_whole_recipe(finished):
+    from memorization_curvature.training import TrainConfig
+
+    run = "results/digits/noise0.1/seed0"
+    outputs = {"train": f"{run}/train_metrics.csv", "crossval": f"{run}/baselines/crossval_probs.npz",
+               "ssft": f"{run}/baselines/ssft.csv", "retrain": f"{run}/cleaning/aum_0.1_remove.json"}
+    recipes = {rule: [p for p in recorded_params(finished, path) if isinstance(p, dict)] for rule, path in outputs.items()}
+    whole = recipes["train"][0]
+    assert all(found == [whole] for found in recipes.values()), recipes
+    defaults = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert whole == {**defaults["recipes"]["digits"], "epochs": CONFIG["train"]["epochs"], "bf16": True}
+    assert TrainConfig.from_recipe(whole, 0).epochs == CONFIG["train"]["epochs"]  # every key known to the one training configuration
+
