@@ -1,12 +1,13 @@
 # Paths, wildcards and target lists shared by every rule file.
 
 from memorization_curvature.config import (
+    fraction_of,
+    fraction_label,
     rate_label,
     run_epochs,
     scored_epochs,
     training_recipe,
 )
-from memorization_curvature.cleaning import fraction_of, label as fraction_label
 from memorization_curvature.provenance import script_digest
 
 # A run's variant: noise{rate} (labels corrupted at random) or dup{copies} (images replaced by
@@ -48,7 +49,7 @@ wildcard_constraints:
     variant=r"noise[0-9]+(\.[0-9]+)?|dup[0-9]+",
     seed="[0-9]+",
     epoch="[0-9]+",
-    cleaning=r"oracle|[a-z_]+_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
+    cleaning=r"oracle|[a-z][a-z0-9_]*_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
 
 
 localrules:

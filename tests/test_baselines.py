@@ -23,6 +23,22 @@ def test_forgetting_events_count_correct_to_incorrect():
     assert baselines.forgetting_events(CORRECT).tolist() == [0, 1, 1, 0, 2]
 
 
+def test_a_sample_never_learned_is_forgotten_the_most():
+    # columns: learned at once and kept, never learned, forgotten twice, learned late, never learned
+    correct = np.array([
+        [T, F, T, F, F],
+        [T, F, F, F, F],
+        [T, F, T, F, F],
+        [T, F, F, F, F],
+        [T, F, T, T, F],
+    ])
+    events = baselines.forgetting_events(correct)
+    assert events.tolist() == [0, 5, 2, 0, 5]  # never learned: E = 5 epochs, above any count (at most 2)
+    # the ranking their authors use: never learned first, then by how often forgotten
+    order = np.argsort(-events, kind="stable")
+    assert order.tolist() == [1, 4, 2, 0, 3]
+
+
 def test_loss_confidence_margin_methods():
     loss = np.array([[1.0, 0.2], [0.5, 0.1], [0.25, 3.0]])
     assert baselines.csl(loss).tolist() == [1.75, 3.3]

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from memorization_curvature import cleaning, epoch_statistics, suspects
+from memorization_curvature.config import fraction_of
 
 
 def test_suggested_labels_from_a_hand_worked_history():
@@ -71,7 +72,7 @@ def test_the_oracle_trains_on_every_true_label():
 @pytest.mark.parametrize("spec,rate,expected", [("rate", 0.1, 0.1), ("2*rate", 0.1, 0.2), ("1.5*rate", 0.2, 0.3),
                                                 (0.05, 0.4, 0.05), ("rate", 0.0, None), ("3*rate", 0.4, None)])
 def test_fractions_follow_the_runs_noise_rate(spec, rate, expected):
-    found = cleaning.fraction_of(spec, rate)
+    found = fraction_of(spec, rate)
     assert (found is None) if expected is None else found == pytest.approx(expected)
 
 
@@ -97,3 +98,23 @@ def test_suspects_are_ranked_by_curvature_with_every_methods_rank():
     summary = suspects.suggestion_accuracy(out)
     right = out["suggested_label"] == out["true_label"]
     assert summary["suggested_is_true_on_suspects"] == pytest.approx(right.mean())
+
+
+def test_every_method_the_configuration_accepts_plans_its_cleanings(tmp_path):
+    # every ranking a run can compute (peer methods with digits in their names too), both actions
+    import re
+
+    from memorization_curvature.choices import HISTORY_METHODS
+    from memorization_curvature.config import computed_methods
+    from workflow_helpers import snakemake, write_config
+
+    methods = computed_methods({"history": list(HISTORY_METHODS), "confident_learning": True, "ssft": True})
+    assert "el2n" in methods and len(methods) == 13
+    write_config(tmp_path, {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0],
+                            "baselines": {"ssft": True},
+                            "cleaning": {"methods": methods, "actions": ["remove", "relabel"]}})
+    run = "results/digits/noise0.1/seed0"
+    for target in ([], [f"{run}/cleaning.csv"]):  # the default target, and the run's cleaning table
+        output = snakemake(tmp_path, "-n", *target)
+        planned = set(re.findall(rf"{run}/cleaning/(\w[\w.-]*)\.json", output))
+        assert planned == {"oracle"} | {f"{m}_0.1_{a}" for m in methods for a in ("remove", "relabel")}, target

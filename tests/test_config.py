@@ -1,8 +1,10 @@
 """Every kind of bad configuration is refused, naming the key, before any job runs."""
 
 import copy
+import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,78 @@ def test_a_partly_given_section_keeps_the_defaults_of_its_other_keys():
     assert config["recipes"]["digits"]["epochs"] == 3 and config["recipes"]["digits"]["lr"] == 0.01
     assert config["curvature"]["n_probes"] == 2 and config["curvature"]["h"] == 0.001
     assert config["recipes"]["cifar10"]["model"] == "resnet18_cifar"  # an absent dataset: its whole default
+
+
+# What `snakemake --config KEY=VALUE` hands over: Snakemake's own parser (int, float, a boolean, then
+# YAML's BaseLoader, which leaves every nested scalar a string), without the SLURM plugin's slow start.
+PARSE_CLI = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from declared_only import block_undeclared
+block_undeclared(())
+from snakemake.cli import parse_config
+print(json.dumps([parse_config([entry]) for entry in json.loads(sys.argv[2])]))
+"""
+
+
+def schema_keys(schema, path=()):
+    """Every key of the schema that holds a value (not a section), as a path."""
+    if schema.get("type") == "object" and schema.get("properties"):
+        for key, sub in schema["properties"].items():
+            yield from schema_keys(sub, path + (key,))
+    else:
+        yield path
+
+
+def with_value(config, path, value):
+    config = copy.deepcopy(config)
+    section = config
+    for key in path[:-1]:
+        section = section.setdefault(key, {})
+    section[path[-1]] = value
+    return config
+
+
+def value_at(config, path):
+    for key in path:
+        config = config[key]
+    return config
+
+
+def test_every_key_takes_on_the_command_line_what_it_takes_in_a_file():
+    from memorization_curvature.config import RECIPE_KEYS, load_schema
+
+    full = validate_config(copy.deepcopy(DEFAULT), SCHEMA)
+    cases = []
+    for path in schema_keys(load_schema(SCHEMA)):
+        if path[0] == "train" and path[1] in RECIPE_KEYS:  # overrides of the recipes: no default
+            cases.append((path, full["recipes"]["digits"][path[1]]))
+        else:
+            cases.append((path, value_at(full, path)))
+    # values of the forms a key allows besides its default (a number or 'rate', a count or 'all', ...)
+    cases += [(("cleaning", "fractions"), [0.2]), (("cleaning", "fractions"), ["rate", "2*rate", 0.3]),
+              (("cleaning", "review_top"), 50), (("cleaning", "review_top"), "all"), (("seeds",), [0, 1]),
+              (("noise_rates",), [0.0, 0.05]), (("curvature", "h"), 0.002), (("train", "lr_milestones"), [0.5]),
+              (("datasets",), ["digits"]), (("duplicates", "top_k"), [5])]
+    assert len(cases) > 60  # every key of the schema
+    entries = []
+    for path, value in cases:
+        nested = value
+        for key in reversed(path[1:]):
+            nested = {key: nested}
+        entries.append(f"{path[0]}={json.dumps(nested)}")
+    result = subprocess.run([sys.executable, "-c", PARSE_CLI, str(REPO / "tests"), json.dumps(entries)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    wrong = []
+    for (path, value), given in zip(cases, json.loads(result.stdout)):
+        from_file = validate_config(with_value(DEFAULT, path, value), SCHEMA)
+        cli = value_at(given, path)
+        try:
+            from_cli = validate_config(with_value(DEFAULT, path, cli), SCHEMA)
+        except ConfigError as error:
+            wrong.append(f"{'.'.join(path)}={cli!r}: {error}")
+            continue
+        if from_cli != from_file:
+            wrong.append(f"{'.'.join(path)}: {value_at(from_cli, path)!r} from the command line, {value!r} from a file")
+    assert not wrong, "\n".join(wrong)

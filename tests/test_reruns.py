@@ -2,10 +2,12 @@
 
 For every module of the package and every script, in a copied checkout: a comment- or docstring-only
 edit plans nothing, and a behaviour edit plans exactly the rules whose code reaches it and what follows
-them. The table below is the one in the README's "What reruns when" (a test compares them).
+them (scripts: see SCRIPT_EDITS). The table below is the one in the README's "What reruns when" (a test compares them).
 """
 
 import ast
+import base64
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,8 +81,8 @@ READ_BY = {
     "aggregate": {"summary_figures"},
     "history_baselines": {"compare_methods", "clean_labels"},
     "crossval": {"confident_learning"},
-    "confident_learning": {"compare_methods", "clean_labels"},
-    "ssft": {"compare_methods", "clean_labels"},
+    "confident_learning": {"compare_methods"},  # and clean_labels where a cleaning ranks by it
+    "ssft": {"compare_methods"},  # likewise
     "compare_methods": {"methods_summary", "suspects"},
     "find_duplicates": {"suspects"},
     "clean_labels": {"retrain"},
@@ -94,8 +96,8 @@ SCRIPTS = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
 EVERY_RULE = set(SCRIPTS)
 PACKAGE = REPO / "src/memorization_curvature"
 
-# a finished run with every rule: a noise run with its cleanings by each kind of ranking, a dup run,
-# every peer method, duplicates and Feldman-Zhang
+# a finished run with every rule: a noise run with cleanings by curvature and a history method, a dup
+# run, every peer method, duplicates and Feldman-Zhang
 CONFIG = {
     "datasets": ["digits"],
     "noise_rates": [0.1],
@@ -105,7 +107,7 @@ CONFIG = {
     "curvature": {"n_probes": 1},
     "baselines": {"ssft": True, "cv_folds": 2, "el2n_epoch": 1},
     "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
-    "cleaning": {"methods": ["curvature", "aum", "confident_learning", "ssft"]},
+    "cleaning": {"methods": ["curvature", "aum"]},
 }
 
 
@@ -209,10 +211,16 @@ def planned_after_edit(workdir, folder, name, function=None):
     return planned_rules(workdir, copy)
 
 
+# Scripts: each rule passes the digest of its own script and no other (checked for every rule below,
+# from what Snakemake recorded), and a behaviour edit of a script changes its digest (every script,
+# below); these dry runs show the rest: Snakemake then reruns that rule and what follows.
+SCRIPT_EDITS = ["train", "average", "figure_grids", "inject_duplicates", "clean_labels"]
+
+
 def test_a_behaviour_edit_reruns_the_rules_its_code_reaches(finished, tmp_path):
-    # every module, every script, and one step of three stage modules: expected rules -> planned rules
+    # every module, one step of three stage modules, some scripts: expected rules -> planned rules
     cases = {**{f"src/memorization_curvature/{name}": (None, runs) for name, runs in RUNS.items()},
-             **{f"scripts/{rule}.py": (None, {rule}) for rule in SCRIPTS},
+             **{f"scripts/{rule}.py": (None, {rule}) for rule in SCRIPT_EDITS},
              **{f"src/memorization_curvature/{name}:{function}": (function, runs)
                 for (name, function), runs in STEP_EDITS.items()}}
     # two dry runs at a time: the plans are independent (each its own copy, the run only read)
@@ -223,7 +231,27 @@ def test_a_behaviour_edit_reruns_the_rules_its_code_reaches(finished, tmp_path):
     wrong = {case: {"expected": sorted(expected_reruns(runs)), "planned": sorted(planned[case])}
              for case, (_, runs) in cases.items() if planned[case] != expected_reruns(runs)}
     assert not wrong, "\n".join(f"{case}: {diff}" for case, diff in wrong.items())
-    assert len(cases) == len(RUNS) + len(SCRIPTS) + len(STEP_EDITS)
+
+
+def test_a_behaviour_edit_of_any_script_changes_its_digest(tmp_path):
+    for rule in SCRIPTS:
+        edited = tmp_path / f"{rule}.py"
+        edited.write_text((REPO / "scripts" / f"{rule}.py").read_text())
+        before = provenance.script_digest(edited)
+        behaviour_edit(edited)
+        assert provenance.script_digest(edited) != before, rule
+
+
+def test_every_rule_passes_the_digest_of_its_own_script(finished):
+    digests = {rule: provenance.script_digest(REPO / "scripts" / f"{rule}.py") for rule in SCRIPTS}
+    assert len(set(digests.values())) == len(SCRIPTS)  # a script's own code is in its digest
+    seen = set()
+    for path in (finished / ".snakemake/metadata").iterdir():
+        record = json.loads(path.read_text())
+        code = [ast.literal_eval(p) for p in record["params"]]
+        assert digests[record["rule"]] in code, record["rule"]
+        seen.add(record["rule"])
+    assert seen == EVERY_RULE
 
 
 def readme_table():
@@ -245,10 +273,7 @@ def test_the_readme_shows_this_table():
 
 
 def recorded_params(workdir, output):
-    """The parameters Snakemake recorded for ``output`` (its metadata), as Python values where they are."""
-    import base64
-    import json
-
+    """The parameters Snakemake recorded for ``output`` (its metadata), as Python values."""
     name = base64.urlsafe_b64encode(output.encode()).decode()
     params = json.loads((workdir / ".snakemake/metadata" / name).read_text())["params"]
     return [ast.literal_eval(value) for value in params]

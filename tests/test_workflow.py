@@ -279,7 +279,8 @@ def test_cleaning_retrains_with_each_ranking_against_the_noisy_and_oracle_traini
         assert set(labels.loc[~labels["keep"], "index"]) == set(top["index"])
         result = json.loads((workdir / RUN / f"cleaning/{method}_0.1_remove.json").read_text())
         assert len(result["test_acc_per_epoch"]) == EPOCHS and result["test_acc"] == rows.loc[method, "test_acc"]
-    assert rows.loc["oracle", "test_acc"] > rows.loc["noisy labels", "test_acc"] - 0.02
+    # the true labels train at least as well as the noisy ones (CPU training is deterministic)
+    assert rows.loc["oracle", "test_acc"] >= rows.loc["noisy labels", "test_acc"]
     figure = pd.read_csv(workdir / RUN / "figures/cleaning.csv")
     assert figure["test_acc"].tolist() == cleaning["test_acc"].tolist()
     summary = (workdir / "results/summary/cleaning.md").read_text()

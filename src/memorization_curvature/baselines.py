@@ -40,8 +40,14 @@ def learning_time(correct: np.ndarray) -> np.ndarray:
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
-    """Forgetting events (Toneva et al. 2019): how often a sample goes from correct to incorrect."""
-    return (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.float64)
+    """Forgetting events (Toneva et al. 2019): how often a sample goes from correct to incorrect.
+
+    A sample never classified correctly counts, as its authors count it, as forgotten the most (they
+    write infinitely often): here E, more than the at most E / 2 events any learned sample can have,
+    so it ranks above every learned one instead of with the samples learned at once and kept (0)."""
+    epochs = correct.shape[0]
+    events = (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.float64)
+    return np.where(correct.any(axis=0), events, float(epochs))
 
 
 def aum(margin: np.ndarray) -> np.ndarray:

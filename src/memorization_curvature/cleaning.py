@@ -8,47 +8,16 @@ highest probability averaged over the training epochs' evaluation passes.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
 from .choices import CLEANING_ACTIONS as ACTIONS
 from .suspects import ranks
 
-_RATE = re.compile(r"^(?:(\d+(?:\.\d+)?)\*)?rate$")
-
-
-def computed_methods(baselines: dict) -> list[str]:
-    """Every ranking a run computes under the ``baselines`` config: curvature and the peer methods."""
-    methods = ["curvature", *baselines["history"]]
-    if baselines["confident_learning"]:
-        methods += ["confident_learning", "self_confidence"]
-    if baselines["ssft"]:
-        methods.append("ssft")
-    return methods
-
-
 def top(scores: np.ndarray, fraction: float) -> np.ndarray:
     """Positions of the round(fraction x N) highest scores, most suspicious first."""
     count = int(round(fraction * len(scores)))
     return np.argsort(ranks(scores), kind="stable")[:count]
-
-
-def fraction_of(spec: float | str, rate: float) -> float | None:
-    """A fraction of ``cleaning.fractions``: a number, or ``rate`` / ``k*rate`` (the run's noise rate,
-    times k); None where that is not in (0, 1) (a clean run)."""
-    if isinstance(spec, str):
-        match = _RATE.match(spec)
-        if match is None:
-            raise ValueError(f"cleaning fraction {spec!r}: expected a number in (0, 1), 'rate' or 'k*rate'")
-        spec = float(match.group(1) or 1) * rate
-    return float(spec) if 0 < spec < 1 else None
-
-
-def label(fraction: float) -> str:
-    """How a fraction is written in file names: 0.1 -> '0.1'."""
-    return f"{fraction:g}"
 
 
 def cleaned(labels: pd.DataFrame, scores: np.ndarray, fraction: float, action: str,

@@ -15,6 +15,8 @@ from . import choices
 from .data import DATA_FILES
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
+# cleaning.fractions: a number, "rate" or "k*rate" (the run's noise rate, times k)
+_RATE = re.compile(r"^(?:(\d+(?:\.\d+)?)\*)?rate$")
 _NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
@@ -85,9 +87,18 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
 def _coerce(value: Any, schema: dict[str, Any]) -> Any:
     """Numbers and booleans written as text become numbers and booleans.
 
-    ``snakemake --config seeds=[0,1]`` passes list items as strings, and YAML 1.1 reads ``1e-3``
-    as a string; both mean the number.
+    ``snakemake --config seeds=[0,1]`` passes list items as strings (every value nested in a
+    ``--config`` entry is text), and YAML 1.1 reads ``1e-3`` as a string; both mean the number. A key
+    that takes several forms (``oneOf``) takes the first the text reads as.
     """
+    options = schema.get("oneOf") or schema.get("anyOf")
+    if options:
+        # the first form the value takes, read as that form (cleaning.review_top: 50 or all)
+        for option in options:
+            candidate = _coerce(copy.deepcopy(value), option)
+            if jsonschema.validators.validator_for(option)(option).is_valid(candidate):
+                return candidate
+        return value
     kind = schema.get("type")
     if isinstance(value, str):
         text = value.strip()
@@ -196,8 +207,6 @@ def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("curvature.precision", f"{scoring['precision']} applies to the finite difference, not to "
                                                 f"method {scoring['method']}; expected float32, or method "
                                                 "finite_difference"))
-    from .cleaning import computed_methods
-
     computed = computed_methods(config["baselines"])
     for method in config["cleaning"]["methods"]:
         if method not in computed:
@@ -237,3 +246,32 @@ def scored_epochs(epochs: int, score_every: int) -> list[int]:
 def rate_label(rate: float) -> str:
     """How a noise rate is written in paths: 0.1 -> '0.1', 0.0 -> '0'."""
     return f"{float(rate):g}"
+
+
+# What the rules plan for cleaning (rules/common.smk), checked here with the rest of the configuration.
+
+
+def computed_methods(baselines: dict) -> list[str]:
+    """Every ranking a run computes under the ``baselines`` config: curvature and the peer methods."""
+    methods = ["curvature", *baselines["history"]]
+    if baselines["confident_learning"]:
+        methods += ["confident_learning", "self_confidence"]
+    if baselines["ssft"]:
+        methods.append("ssft")
+    return methods
+
+
+def fraction_of(spec: float | str, rate: float) -> float | None:
+    """A fraction of ``cleaning.fractions``: a number, or ``rate`` / ``k*rate`` (the run's noise rate,
+    times k); None where that is not in (0, 1) (a clean run)."""
+    if isinstance(spec, str):
+        match = _RATE.match(spec)
+        if match is None:
+            raise ValueError(f"cleaning fraction {spec!r}: expected a number in (0, 1), 'rate' or 'k*rate'")
+        spec = float(match.group(1) or 1) * rate
+    return float(spec) if 0 < spec < 1 else None
+
+
+def fraction_label(fraction: float) -> str:
+    """How a fraction is written in file names: 0.1 -> '0.1'."""
+    return f"{fraction:g}"

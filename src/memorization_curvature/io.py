@@ -14,10 +14,12 @@ import struct
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is not imported where the workflow is planned (config reads data.DATA_FILES)
+    import pandas as pd
 
 
 class BadInput(Exception):
