@@ -72,6 +72,7 @@ rule retrain:
 
 rule cleaning_table:
     input:
+        labels=f"{RUN}/labels.csv",
         train_metrics=f"{RUN}/train_metrics.csv",
         results=lambda w: [
             f"{RUN}/cleaning/{c['name']}.json".format(**w) for c in cleanings(w)

@@ -33,9 +33,12 @@ def code_digest(script):
 
 def training_recipe_of(wildcards):
     """A params function: the recipe of the job's dataset with train.bf16, as every training rule (train,
-    crossval, ssft, retrain) passes it; TrainConfig.from_recipe refuses a key it does not know.
+    crossval, ssft, retrain) passes it; TrainConfig.from_recipe refuses a key it does not know. Keys
+    sorted: Snakemake compares a parameter's text, and the order keys are written in changes nothing.
     """
-    return {**RECIPES[wildcards.dataset], "bf16": config["train"]["bf16"]}
+    return dict(
+        sorted({**RECIPES[wildcards.dataset], "bf16": config["train"]["bf16"]}.items())
+    )
 
 
 BASELINES = config["baselines"]
@@ -49,7 +52,7 @@ wildcard_constraints:
     variant=r"noise[0-9]+(\.[0-9]+)?|dup[0-9]+",
     seed="[0-9]+",
     epoch="[0-9]+",
-    cleaning=r"oracle|[a-z][a-z0-9_]*_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
+    cleaning=r"oracle|unchanged|[a-z][a-z0-9_]*_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
 
 
 localrules:
@@ -153,14 +156,16 @@ def cleaned_runs():
 
 
 def cleanings(wildcards):
-    """A run's retrainings: the oracle (true labels), then each method x fraction x action (fractions
-    written as rate / k*rate resolved with the run's noise rate), as dicts with their file name.
+    """A run's retrainings: the unchanged control (the given labels, by the retraining path), the
+    oracle (true labels), then each method x fraction x action (fractions written as rate / k*rate
+    resolved with the run's noise rate), as dicts with their file name.
     """
     rate = noise_rate(wildcards.variant) or 0.0
     found = {
-        "oracle": dict(
-            name="oracle", method="oracle", fraction=None, fraction_spec="", action=""
+        reference: dict(
+            name=reference, method=reference, fraction=None, fraction_spec="", action=""
         )
+        for reference in ("unchanged", "oracle")
     }
     for method in CLEANING["methods"]:
         for spec in CLEANING["fractions"]:
@@ -189,6 +194,7 @@ def cleaning_scores(wildcards):
     method = cleaning_of(wildcards)["method"]
     tables = {
         "oracle": [],
+        "unchanged": [],
         "curvature": ["curvature.csv"],
         "confident_learning": ["baselines/confident_learning.csv"],
         "self_confidence": ["baselines/confident_learning.csv"],

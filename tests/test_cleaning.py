@@ -38,7 +38,7 @@ def test_removal_drops_exactly_the_top_fraction_of_the_ranking(fraction):
     table = cleaning.cleaned(labels, scores, fraction, "remove", suggested=np.zeros(200, int))
     removed = np.flatnonzero(~table["keep"].to_numpy())
     count = int(round(fraction * 200))
-    assert len(removed) == count and table["cleaned"].sum() == count
+    assert len(removed) == count and table["cleaned"].sum() == count and table["flagged"].sum() == count
     # every removed score is at least every kept one; ties at the cut go to the earlier sample
     kept = np.flatnonzero(table["keep"].to_numpy())
     assert scores[removed].min() >= scores[kept].max()
@@ -52,21 +52,28 @@ def test_relabelling_changes_only_the_top_fractions_labels():
     scores = np.random.default_rng(3).random(300)
     suggested = np.random.default_rng(4).integers(0, 10, 300)
     table = cleaning.cleaned(labels, scores, 0.1, "relabel", suggested)
-    flagged = table["cleaned"].to_numpy()
+    flagged = table["flagged"].to_numpy()
     assert flagged.sum() == 30 and table["keep"].all()  # nothing removed
     assert set(np.flatnonzero(flagged)) == set(np.argsort(-scores)[:30])
     label, given = table["label"].to_numpy(), labels["given_label"].to_numpy()
     assert (label[flagged] == suggested[flagged]).all()
     assert (label[~flagged] == given[~flagged]).all()
-    assert cleaning.result_row(table) == {"changed": 30, "changed_corrupted": int(labels["corrupted"][flagged].sum()),
+    # changed: the flagged samples whose suggested label is another label, not those it leaves as given
+    changed = flagged & (suggested != given)
+    assert 0 < (flagged & ~changed).sum() and (table["cleaned"].to_numpy() == changed).all()
+    assert cleaning.result_row(table) == {"flagged": 30, "changed": int(changed.sum()),
+                                          "changed_corrupted": int(labels["corrupted"][changed].sum()),
                                           "trained_on": 300}
 
 
-def test_the_oracle_trains_on_every_true_label():
+def test_the_oracle_trains_on_every_true_label_and_the_control_on_every_given_one():
     labels = labels_table(50)
     table = cleaning.oracle(labels)
     assert (table["label"] == labels["true_label"]).all() and table["keep"].all()
     assert cleaning.result_row(table)["changed"] == labels["corrupted"].sum()
+    control = cleaning.unchanged(labels)
+    assert (control["label"] == labels["given_label"]).all() and control["keep"].all()
+    assert cleaning.result_row(control) == {"flagged": 0, "changed": 0, "changed_corrupted": 0, "trained_on": 50}
 
 
 @pytest.mark.parametrize("spec,rate,expected", [("rate", 0.1, 0.1), ("2*rate", 0.1, 0.2), ("1.5*rate", 0.2, 0.3),
@@ -117,4 +124,5 @@ def test_every_method_the_configuration_accepts_plans_its_cleanings(tmp_path):
     for target in ([], [f"{run}/cleaning.csv"]):  # the default target, and the run's cleaning table
         output = snakemake(tmp_path, "-n", *target)
         planned = set(re.findall(rf"{run}/cleaning/(\w[\w.-]*)\.json", output))
-        assert planned == {"oracle"} | {f"{m}_0.1_{a}" for m in methods for a in ("remove", "relabel")}, target
+        assert planned == {"oracle", "unchanged"} | {f"{m}_0.1_{a}" for m in methods for a in ("remove", "relabel")}, \
+            target

@@ -30,7 +30,7 @@ def forget():
 
 @pytest.fixture
 def package(tmp_path, monkeypatch):
-    """A made-up package: two stage modules and concern modules, installed as the package provenance reads."""
+    """A made-up package: stage modules and concern modules, installed as the package provenance reads."""
     root = tmp_path / "memorization_curvature"
     (root / "stages").mkdir(parents=True)
     files = {
@@ -39,15 +39,25 @@ def package(tmp_path, monkeypatch):
         "stages/work.py": "from .. import io\n\n"
                           "def one():\n    from .. import heavy\n    return _helper()\n\n"
                           "def _helper():\n    from ..helped import f\n    return f()\n\n"
-                          "def other(_helper=None):\n    from .. import unrelated\n    one = 1\n    return one\n\n"
+                          "def alone():\n    from .. import unrelated\n    return 1\n\n"
+                          "def defaulted(post=_helper):\n    return post()\n\n"
                           "class Worker:\n    def run(self):\n        from .. import classy\n        return _helper()\n\n"
                           "def with_class():\n    return Worker().run()\n\n"
                           "def placed():\n    from .. import where\n    return where.gpu()\n",
+        "stages/aliased.py": "def _quiet(f):\n    return f\n\n"
+                             "def _post():\n    from .. import deep\n\n"
+                             "def step():\n    return POST()\n\n"
+                             "POST = _post\nstep = _quiet(step)\n",
         "stages/sibling.py": "def step():\n    from . import work\n",
+        "stages/twice.py": "def step():\n    return 1\n\ndef step():\n    return 2\n",
+        "stages/whole.py": "def step():\n    import memorization_curvature as package\n    return package.api\n",
+        "stages/dynamic.py": "def step():\n    import importlib\n    return importlib.import_module('..deep', __package__)\n",
         "light.py": "", "io.py": "",
         "heavy.py": "from .deep import h\n\ndef later():\n    from . import lazy\n",
+        "deep.py": "import memorization_curvature.deeper\n",
+        "deeper.py": "from memorization_curvature import deepest\n",
         "where.py": "from . import unrelated\n",
-        **{f"{name}.py": "" for name in ("helped", "lazy", "deep", "unrelated", "public", "classy")},
+        **{f"{name}.py": "" for name in ("helped", "lazy", "deepest", "unrelated", "public", "classy")},
     }
     for name, text in files.items():
         (root / name).write_text(text)
@@ -66,28 +76,37 @@ def script(tmp_path, text):
 
 def test_a_script_runs_its_steps_the_helpers_they_use_and_whole_imported_modules(package, tmp_path):
     run = script(tmp_path, "from memorization_curvature.stages import work\nwork.one()\n")
-    # heavy.py whole, with what it imports anywhere (lazy); public: only behind __init__'s lazy attribute
+    # heavy.py whole, with what it imports anywhere (lazy) and transitively, by relative or absolute
+    # imports (deep, deeper, deepest); public: only behind __init__'s lazy attribute
     assert provenance.script_modules(run) == [
-        "__init__", "deep", "heavy", "helped", "io", "lazy", "light", "script", "stages", "stages.work",
-        "stages.work._helper", "stages.work.one"]
-    # `other` names `one` and `_helper` only as local variables: it uses neither
-    other = script(tmp_path, "from memorization_curvature.stages.work import other\nother()\n")
-    assert provenance.script_modules(other) == ["__init__", "io", "light", "script", "stages", "stages.work",
-                                                "stages.work.other", "unrelated"]
-    before = provenance.script_digest(other)
+        "__init__", "deep", "deeper", "deepest", "heavy", "helped", "io", "lazy", "light", "script", "stages",
+        "stages.work", "stages.work._helper", "stages.work.one"]
+    alone = script(tmp_path, "from memorization_curvature.stages.work import alone\nalone()\n")
+    assert provenance.script_modules(alone) == ["__init__", "io", "light", "script", "stages", "stages.work",
+                                                "stages.work.alone", "unrelated"]
+    before = provenance.script_digest(alone)
     (package / "stages/work.py").write_text((package / "stages/work.py").read_text().replace(
         "return _helper()\n\ndef _helper", "return _helper() + 1\n\ndef _helper"))
     (package / "heavy.py").write_text("from .deep import h\nx = 2\n")
     forget()
-    assert provenance.script_digest(other) == before  # another step and a module `other` never runs
+    assert provenance.script_digest(alone) == before  # another step and a module `alone` never runs
     (package / "unrelated.py").write_text("x = 1\n")
     forget()
-    assert provenance.script_digest(other) != before
+    assert provenance.script_digest(alone) != before
     # a class the step uses: its methods' imports and the functions they call; nobody else's
     run.write_text("from memorization_curvature.stages import work\nwork.with_class()\n")
     assert provenance.script_modules(run) == [
         "__init__", "classy", "helped", "io", "light", "script", "stages", "stages.work", "stages.work.Worker",
         "stages.work._helper", "stages.work.with_class"]
+
+
+def test_every_name_a_step_mentions_counts(package, tmp_path):
+    # a default argument (the name is also the parameter's) ...
+    run = script(tmp_path, "from memorization_curvature.stages import work\nwork.defaulted()\n")
+    assert {"stages.work._helper", "helped"} <= set(provenance.script_modules(run))
+    # ... and what the module's top-level statements use: an alias, a decorator applied by assignment
+    run = script(tmp_path, "from memorization_curvature.stages import aliased\naliased.step()\n")
+    assert {"stages.aliased._post", "stages.aliased._quiet", "deep"} <= set(provenance.script_modules(run))
 
 
 def test_modules_that_only_place_a_job_are_outside_the_digest(package, tmp_path):
@@ -100,13 +119,17 @@ def test_modules_that_only_place_a_job_are_outside_the_digest(package, tmp_path)
     assert provenance.script_digest(run) == before
 
 
-def test_what_a_digest_cannot_follow_is_refused(package, tmp_path):
-    with pytest.raises(ValueError, match="missing"):
-        provenance.script_modules(script(tmp_path, "from memorization_curvature.stages import work\nwork.missing()\n"))
-    with pytest.raises(ValueError, match="calls none of its steps"):
-        provenance.script_modules(script(tmp_path, "from memorization_curvature.stages import work\nprint(work)\n"))
-    with pytest.raises(ValueError, match="relative import"):  # a step module importing another one
-        provenance.script_modules(script(tmp_path, "from memorization_curvature.stages import sibling\nsibling.step()\n"))
+@pytest.mark.parametrize("text,message", [
+    ("from memorization_curvature.stages import work\nwork.missing()\n", "missing"),
+    ("from memorization_curvature.stages import work\nprint(work)\n", "calls none of its steps"),
+    ("from memorization_curvature.stages import sibling\nsibling.step()\n", "relative import"),
+    ("from memorization_curvature.stages import twice\ntwice.step()\n", "twice"),
+    ("from memorization_curvature.stages import whole\nwhole.step()\n", "import memorization_curvature"),
+    ("from memorization_curvature.stages import dynamic\ndynamic.step()\n", "import importlib"),
+])
+def test_what_a_digest_cannot_follow_is_refused(package, tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        provenance.script_modules(script(tmp_path, text))
 
 
 def modules_of(name):
@@ -132,13 +155,15 @@ def test_the_workflow_scripts_run_what_their_steps_import():
 
 def used_names(tree, module):
     """Names the code in ``tree`` takes from the package module ``module`` (imported by name, or as
-    attributes of the module imported whole)."""
+    attributes of the module imported whole, however it is imported)."""
     names, aliases = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1] == module:
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             aliases |= {a.asname or a.name for a in node.names if a.name == module}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name for a in node.names if a.name.split(".")[-1] == module}
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
               and n.value.id in aliases}
     return names

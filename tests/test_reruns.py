@@ -191,7 +191,7 @@ def test_comments_and_docstrings_rerun_nothing(finished, tmp_path):
 
 
 def behaviour_edit(path, function=None):
-    """A statement added to ``path``: at its top level, or as the first statement of ``function``."""
+    """A statement added to ``path``: at its top level, or before the last statement of ``function``."""
     source = path.read_text()
     if function is None:
         path.write_text(source + "\n_EDITED = 1\n")
@@ -292,3 +292,21 @@ def test_every_training_rule_gets_the_same_whole_recipe(finished):
     assert whole == {**defaults["recipes"]["digits"], "epochs": CONFIG["train"]["epochs"], "bf16": True}
     assert TrainConfig.from_recipe(whole, 0).epochs == CONFIG["train"]["epochs"]  # every key known to the one training configuration
 
+
+
+def test_both_profiles_leave_code_changes_to_the_digests():
+    # Snakemake's own code trigger reruns a rule whenever its script file is touched
+    for profile in ("default", "slurm"):
+        triggers = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["rerun-triggers"]
+        assert sorted(triggers) == ["input", "mtime", "params", "software-env"], profile
+
+
+def test_the_order_recipe_keys_are_written_in_reruns_nothing(finished):
+    recipe = yaml.safe_load((REPO / "config.yaml").read_text())["recipes"]["digits"]
+    reordered = {**CONFIG, "recipes": {"digits": dict(reversed(list({**recipe, **CONFIG["train"]}.items())))}}
+    del reordered["recipes"]["digits"]["threads"]
+    write_config(finished, reordered)
+    try:
+        assert planned_rules(finished, REPO) == set()
+    finally:
+        write_config(finished, CONFIG)

@@ -265,9 +265,16 @@ def test_cleaning_retrains_with_each_ranking_against_the_noisy_and_oracle_traini
     methods = pd.read_csv(workdir / RUN / "methods.csv")
     train_metrics = pd.read_csv(workdir / RUN / "train_metrics.csv")
     rows = cleaning.set_index("method")
-    assert list(cleaning["method"]) == ["noisy labels", "oracle", "curvature", "aum"]
-    assert rows.loc["noisy labels", "test_acc"] == pytest.approx(train_metrics["test_acc"].iloc[-1])
+    assert list(cleaning["method"]) == ["noisy labels", "unchanged", "oracle", "curvature", "aum"]
+    assert rows.loc["noisy labels", "test_acc"] == train_metrics["test_acc"].iloc[-1]
     n, corrupted = len(table), table["corrupted"].sum()
+    assert rows.loc["noisy labels", "trained_on"] == n
+    # the control: the given labels retrained by the cleanings' path reproduce the run's own training
+    # bit for bit on the CPU, so every cleaning differs from it by what it removed or relabelled only
+    assert rows.loc["unchanged", "test_acc"] == rows.loc["noisy labels", "test_acc"]
+    assert rows.loc["unchanged", ["flagged", "changed", "trained_on"]].tolist() == [0, 0, n]
+    control = json.loads((workdir / RUN / "cleaning/unchanged.json").read_text())["test_acc_per_epoch"]
+    assert control == train_metrics["test_acc"].tolist()
     assert rows.loc["oracle", "changed"] == corrupted and rows.loc["oracle", "trained_on"] == n
     for method, scores in (("curvature", table), ("aum", methods)):
         top = scores.sort_values(method, ascending=False, kind="stable").head(round(0.1 * n))
@@ -490,7 +497,7 @@ def test_a_recipe_change_reruns_training_of_its_dataset_only(workdir, dataset, c
         write_config(workdir, TINY)
     if changes_digits:
         assert counts["train"] == 1 and counts["score"] == EPOCHS and counts["crossval"] == 1
-        assert counts["retrain"] == 3  # every cleaning and the oracle train with the new recipe
+        assert counts["retrain"] == 4  # every cleaning, the control and the oracle train with the new recipe
     else:
         assert counts == {}
 
@@ -505,7 +512,7 @@ def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
         write_config(workdir, TINY)
     counts = rule_counts(jobs)
     assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1,
-                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS, "clean_labels": 3, "retrain": 3}
+                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS, "clean_labels": 4, "retrain": 4}
     for rule, outputs in jobs:
         if rule not in ("aggregate", "summary_figures", "methods_summary", "cleaning_summary", "all"):
             assert all(new_run in out for out in outputs), (rule, outputs)

@@ -255,6 +255,12 @@ def methods_table(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return numbers, "\n".join(lines) + "\n"
 
 
+# The rows every cleaning table holds beside the cleanings: the run's own training on the noisy labels,
+# the same given labels retrained by the cleanings' path (the control), and the true labels.
+CLEANING_REFERENCES = ("noisy labels", "unchanged", "oracle")
+_REFERENCE_STYLE = {"noisy labels": ("black", "--"), "unchanged": ("0.35", "-."), "oracle": ("tab:green", ":")}
+
+
 def _cleaning_label(method: str, action: str, spec: str = "") -> str:
     return f"{method}, {action}" + (f" ({spec})" if spec else "")
 
@@ -263,34 +269,35 @@ class _CleaningStyle:
     """A colour per method, a line style per action, a marker per fraction; the references in grey."""
 
     def __init__(self, table: pd.DataFrame):
-        methods = [m for m in dict.fromkeys(table["method"]) if m not in ("noisy labels", "oracle")]
+        methods = [m for m in dict.fromkeys(table["method"]) if m not in CLEANING_REFERENCES]
         self.colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
         specs = [s for s in dict.fromkeys(table.get("fraction_spec", pd.Series(dtype=str)).fillna("")) if s]
         self.markers = {s: "osD^v"[i % 5] for i, s in enumerate(specs)}
 
     def __call__(self, method: str, action: str, spec: str = "") -> dict:
-        if method in ("noisy labels", "oracle"):
-            return {"color": "black" if method == "noisy labels" else "0.55", "ls": ":", "marker": "o", "lw": 1.5}
+        if method in CLEANING_REFERENCES:
+            return {"color": _REFERENCE_STYLE[method][0], "ls": ":", "marker": "o", "lw": 1.5}
         return {"color": self.colors[method], "ls": "--" if action == "relabel" else "-",
                 "marker": self.markers.get(spec, "o"), "lw": 2.2 if method == "curvature" else 1.2}
 
 
 def cleaning_curves(table: pd.DataFrame, *, title: str):
     """Test accuracy after each cleaning against the fraction cleaned, a line per method and action;
-    the run's own training on the noisy labels and the oracle as horizontal lines."""
+    the run's own training on the noisy labels, the unchanged control and the oracle as horizontal
+    lines. Each line starts at the control: nothing cleaned, trained by the same path."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    levels = {"noisy labels": ("k", "--"), "oracle": ("tab:green", ":")}
-    for name, (color, style) in levels.items():
+    for name, (color, style) in _REFERENCE_STYLE.items():
         rows = table[table["method"] == name]
         if len(rows):
             ax.axhline(rows["test_acc"].iloc[0], color=color, ls=style, lw=1.2,
                        label=f"{name} ({rows['test_acc'].iloc[0]:.3f})")
-    cleanings = table[~table["method"].isin(list(levels))]
-    noisy = table.loc[table["method"] == "noisy labels", "test_acc"]
+    cleanings = table[~table["method"].isin(CLEANING_REFERENCES)]
+    start = table.loc[table["method"] == "unchanged", "test_acc"]
+    noisy = start if len(start) else table.loc[table["method"] == "noisy labels", "test_acc"]
     style = _CleaningStyle(table)
     for (method, action), rows in cleanings.groupby(["method", "action"], sort=False):
         rows = rows.sort_values("fraction")
-        # each line starts at nothing cleaned: the training on the noisy labels
+        # each line starts at nothing cleaned
         x = np.concatenate([[0.0], 100 * rows["fraction"].to_numpy()]) if len(noisy) else 100 * rows["fraction"]
         y = np.concatenate([noisy.to_numpy()[:1], rows["test_acc"].to_numpy()]) if len(noisy) else rows["test_acc"]
         ax.plot(x, y, **style(method, action), label=_cleaning_label(method, action))
@@ -319,10 +326,10 @@ def cleaning_summary(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         for rate in rates:
             row = rows[rows["noise_rate"] == rate]
             cell = _summary_cell(row, with_seeds=False)
-            if cell and method not in ("noisy labels", "oracle"):
+            if cell and method not in CLEANING_REFERENCES:
                 cell += f" ({row['changed_corrupted'].iloc[0]:.0f}/{row['changed'].iloc[0]:.0f} corrupted)"
             cells.append(cell)
-        name = method if method in ("noisy labels", "oracle") else _cleaning_label(method, action, spec)
+        name = method if method in CLEANING_REFERENCES else _cleaning_label(method, action, spec)
         lines.append(f"| {dataset} | {name} | " + " | ".join(cells) + " |")
     return numbers, "\n".join(lines) + "\n"
 
@@ -337,7 +344,7 @@ def cleaning_summary_figure(numbers: pd.DataFrame):
         rows = numbers[numbers["dataset"] == dataset]
         for (method, spec, action), line in rows.groupby(["method", "fraction_spec", "action"], sort=False):
             line = line.sort_values("noise_rate")
-            reference = method in ("noisy labels", "oracle")
+            reference = method in CLEANING_REFERENCES
             ax.errorbar(100 * line["noise_rate"], line["mean"], yerr=line["std"].fillna(0), capsize=3,
                         **style(method, action, spec),
                         label=method if reference else _cleaning_label(method, action, spec))

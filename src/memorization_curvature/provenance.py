@@ -136,31 +136,32 @@ def _script_imports(tree: ast.Module) -> tuple[set[str], dict[str, set[str]]]:
 
 
 def _reached_definitions(module: ast.Module, names: set[str], stage: str) -> set[str]:
-    """``names`` and the module's functions and classes they use, transitively."""
-    definitions = {node.name: node for node in module.body if isinstance(node, _DEFINITIONS)}
+    """``names``, the module's functions and classes its top-level statements use (they run for every
+    step: an alias, a decorator applied by assignment), and those these use, transitively. Every name
+    a definition mentions counts, local or not (a default argument, a parameter named like a helper):
+    a step may reach more than it runs, never less."""
+    definitions: dict[str, ast.AST] = {}
+    for node in module.body:
+        if isinstance(node, _DEFINITIONS):
+            if node.name in definitions:
+                raise ValueError(f"stages/{stage}.py defines {node.name} twice; the digest would read the first")
+            definitions[node.name] = node
     unknown = names - set(definitions)
     if unknown:
         raise ValueError(f"stages/{stage}.py defines no {sorted(unknown)}")
-    reached, pending = set(), list(names)
+    preamble = [node for node in module.body if not isinstance(node, _DEFINITIONS)]
+    reached, pending = set(), list(names) + [n for node in preamble for n in _names(node) if n in definitions]
     while pending:
         name = pending.pop()
         if name not in reached:
             reached.add(name)
-            pending += _used_definitions(definitions[name], set(definitions))
+            pending += [n for n in _names(definitions[name]) if n in definitions]
     return reached
 
 
-def _used_definitions(definition: ast.FunctionDef | ast.ClassDef, module_names: set[str]) -> set[str]:
-    """The module's functions and classes ``definition`` refers to (a local variable of the same name
-    does not count)."""
-    arguments = [definition.args] if isinstance(definition, _FUNCTIONS) else [
-        node.args for node in definition.body if isinstance(node, _FUNCTIONS)]
-    local = {a.arg for args in arguments for a in ast.walk(args) if isinstance(a, ast.arg)}
-    local |= {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    local |= {(a.asname or a.name).split(".")[0] for n in ast.walk(definition) if isinstance(n, (ast.Import, ast.ImportFrom))
-              for a in n.names}
-    return {n.id for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-            and n.id in module_names and n.id not in local}
+def _names(node: ast.AST) -> set[str]:
+    """Every name ``node`` mentions (decorators, default arguments and annotations included)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def _closure(modules: set[str]) -> set[str]:
@@ -192,13 +193,21 @@ def _imports(node: ast.AST, level: int = 1) -> set[str]:
         if isinstance(child, ast.ImportFrom):
             if child.level == level:
                 found.update([child.module.split(".")[0]] if child.module else [a.name for a in child.names])
+            elif child.level == 0 and child.module and child.module.split(".")[0] == "importlib":
+                raise ValueError(f"from {child.module} import ...: a digest follows only imports of the package's "
+                                 "modules by name")
             elif child.level == 0 and child.module and child.module.split(".")[0] == _PACKAGE:
                 parts = child.module.split(".")
                 found.update([parts[1]] if len(parts) > 1 else [a.name for a in child.names])
             elif child.level:
                 raise ValueError(f"unexpected relative import (level {child.level}) of {child.module!r}")
         elif isinstance(child, ast.Import):
+            if any(a.name in (_PACKAGE, "importlib") or a.name.startswith("importlib.") for a in child.names):
+                raise ValueError(f"import {', '.join(a.name for a in child.names)}: a digest follows only imports "
+                                 "of the package's modules by name (from . import x, from .x import y)")
             found.update(a.name.split(".")[1] for a in child.names if a.name.startswith(_PACKAGE + "."))
+        elif isinstance(child, ast.Name) and child.id == "__import__":
+            raise ValueError("__import__: a digest follows only imports of the package's modules by name")
     if _STAGES in found:
         raise ValueError("a package module imports the stages: only scripts call steps")
     return found

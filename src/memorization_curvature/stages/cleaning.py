@@ -34,20 +34,22 @@ def suspects(table_path: str, methods_path: str, history_path: str, output: str,
 def clean_labels(labels_path: str, scores_path: str, history_path: str, output: str, *, method: str,
                  fraction: float | None, action: str | None) -> None:
     """The labels one cleaning retrains on: the top ``fraction`` of ``method``'s ranking removed or
-    relabelled (``method`` oracle: the true labels)."""
-    from .. import cleaning, suspects
+    relabelled (``method`` oracle: the true labels; unchanged: the given labels, the control)."""
+    from .. import cleaning, suspects as review
 
     labels = pd.read_csv(labels_path).sort_values("index", ignore_index=True)
     if method == "oracle":
         table = cleaning.oracle(labels)
+    elif method == "unchanged":
+        table = cleaning.unchanged(labels)
     else:
         scores = pd.read_csv(scores_path).sort_values("index", ignore_index=True)
         if not scores["index"].equals(labels["index"]):
             raise io.BadInput(f"{scores_path} does not list the samples of {labels_path}")
-        suggested, _ = suspects.suggested_labels(io.load_npz(history_path)["mean_probs"])
+        suggested, _ = review.suggested_labels(io.load_npz(history_path)["mean_probs"])
         table = cleaning.cleaned(labels, scores[method].to_numpy(), fraction, action, suggested)
     io.save_csv(output, table)
-    log.info("%s: %s", method if method == "oracle" else f"{method}, top {fraction:g}, {action}",
+    log.info("%s: %s", f"{method}, top {fraction:g}, {action}" if fraction is not None else method,
              cleaning.result_row(table))
 
 
@@ -72,19 +74,21 @@ def retrain(data_path: str, cleaned_path: str, output: str, *, seed: int, recipe
     log.info("trained on %d samples: test accuracy %.4f", int(table["keep"].sum()), accuracy[-1])
 
 
-def cleaning_table(train_metrics_path: str, result_paths: Sequence[str], output: str, *, cleanings: Sequence[dict],
-                   figure: str, run_title: str) -> None:
-    """One row per cleaning (method, fraction, action), the run's own training on the noisy labels and
-    the oracle: samples changed, of which corrupted, test accuracy; and the figure."""
+def cleaning_table(labels_path: str, train_metrics_path: str, result_paths: Sequence[str], output: str, *,
+                   cleanings: Sequence[dict], figure: str, run_title: str) -> None:
+    """One row per cleaning (method, fraction, action), the run's own training on the noisy labels, the
+    unchanged control and the oracle: samples flagged, changed, of which corrupted, trained on, test
+    accuracy; and the figure."""
     from .. import figures
 
     noisy = pd.read_csv(train_metrics_path)
-    rows = [{"method": "noisy labels", "fraction": 0.0, "fraction_spec": "", "action": "", "changed": 0,
-             "changed_corrupted": 0, "trained_on": None, "test_acc": float(noisy["test_acc"].iloc[-1])}]
+    rows = [{"method": "noisy labels", "fraction": 0.0, "fraction_spec": "", "action": "", "flagged": 0, "changed": 0,
+             "changed_corrupted": 0, "trained_on": len(pd.read_csv(labels_path)),
+             "test_acc": float(noisy["test_acc"].iloc[-1])}]
     for cleaning, path in zip(cleanings, result_paths):
         result = io.load_json(path)
         rows.append({**{k: cleaning[k] for k in ("method", "fraction", "fraction_spec", "action")},
-                     **{k: result[k] for k in ("changed", "changed_corrupted", "trained_on", "test_acc")}})
+                     **{k: result[k] for k in ("flagged", "changed", "changed_corrupted", "trained_on", "test_acc")}})
     table = pd.DataFrame(rows)
     io.save_csv(output, table)
     figures.save_figure_set(figure, *figures.cleaning_curves(table, title=run_title))
