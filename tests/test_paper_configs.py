@@ -31,8 +31,8 @@ def test_paper_config_dry_run(tmp_path, config):
                       "history_baselines": runs, "crossval": runs, "confident_learning": runs,
                       "compare_methods": runs, "find_duplicates": runs, "aggregate": 1, "summary_figures": 1,
                       "methods_summary": 1, "all": 1,
-                      # cleaning by curvature at the run's noise rate, and the oracle
-                      "suspects": runs, "clean_labels": 2 * runs, "retrain": 2 * runs, "cleaning_table": runs,
+                      # cleaning by curvature at the run's noise rate, the unchanged control and the oracle
+                      "suspects": runs, "clean_labels": 3 * runs, "retrain": 3 * runs, "cleaning_table": runs,
                       "cleaning_summary": 1}
 
 
