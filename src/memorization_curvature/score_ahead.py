@@ -9,9 +9,12 @@ A job whose checkpoint another process is scoring helps with other checkpoints m
 several GPUs (or in several SLURM groups) share a run's checkpoints instead of waiting on each other.
 
 Snakemake's view is unchanged (same jobs, inputs, outputs), so B is a speed-only setting: changing it
-reruns nothing. An entry is used only if it was made from the same checkpoint, data and labels files
-(size and modification time) and the same scoring parameters and code; each checkpoint is claimed
-with an exclusive lock that the kernel drops if its process dies.
+reruns nothing. Every score file, an output or an entry, holds the key it was made with (``KEY``): the
+checkpoint, data and labels files (size and modification time, read before the checkpoint is loaded)
+and the scoring parameters and code. The key alone says whether a checkpoint still needs scoring, never
+whether a file exists: an output left by a run with other parameters or code (Snakemake removes it only
+when its job starts) is scored ahead again, and an entry is used only if its key is the current one.
+Each checkpoint is claimed with an exclusive lock that the kernel drops if its process dies.
 
 No torch here: a job whose scores were made ahead must not pay for importing it.
 """
@@ -26,7 +29,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 FOLDER = ".ahead"
+KEY = "scoring_key"  # the member of a score file (.npz) holding the key it was made with
 
 
 class LocksUnavailable(OSError):
@@ -47,6 +53,34 @@ def _with_epoch(path: Path, epoch: int) -> Path:
 def _stat(path: Path) -> list[int]:
     status = path.stat()
     return [status.st_size, status.st_mtime_ns]
+
+
+def key_of(checkpoint: str | Path, inputs: Sequence[str | Path], settings: dict[str, Any]) -> str:
+    """What the scores of ``checkpoint`` depend on: the files (size, mtime) and the settings. Cheap (file
+    status only): take it before loading the checkpoint, so that scores made from a checkpoint replaced
+    meanwhile carry the key of the one they were made from."""
+    files = [_stat(Path(checkpoint))] + [_stat(Path(p)) for p in inputs]
+    text = json.dumps({"files": files, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save(path: str | Path, arrays: dict, key: str) -> None:
+    """Write scores with the key they were made with (the readers read their arrays by name)."""
+    from . import io
+
+    io.save_npz(path, **arrays, **{KEY: np.asarray(key)})
+
+
+def stored_key(path: str | Path) -> str | None:
+    """The key the score file ``path`` was made with; None where there is no file, no key (made before
+    keys were stored) or no readable file."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return str(arrays[KEY]) if KEY in arrays.files else None
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a broken file is not a current one; its job will rewrite it
+        return None
 
 
 class Pool:
@@ -73,14 +107,12 @@ class Pool:
     def output_of(self, epoch: int) -> Path:
         return _with_epoch(self.output, epoch)
 
-    def _entry(self, epoch: int) -> tuple[Path, Path]:
-        return self.folder / f"epoch{epoch}.npz", self.folder / f"epoch{epoch}.key"
+    def _entry(self, epoch: int) -> Path:
+        return self.folder / f"epoch{epoch}.npz"
 
     def key(self, epoch: int) -> str:
-        """What an entry's scores depend on: the files (size, mtime) and the settings."""
-        files = [_stat(self.checkpoint_of(epoch))] + [_stat(p) for p in self.inputs]
-        text = json.dumps({"files": files, "settings": self.settings}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """The key of ``epoch``'s scores now (:func:`key_of`)."""
+        return key_of(self.checkpoint_of(epoch), self.inputs, self.settings)
 
     # claims: one exclusive lock per checkpoint, held while it is scored or its entry moved
     def claim(self, epoch: int, *, wait: bool) -> bool:
@@ -102,38 +134,38 @@ class Pool:
 
     def ready(self, epoch: int) -> bool:
         """Scores of ``epoch`` made ahead from the same files, settings and code."""
-        scores, key = self._entry(epoch)
         try:
-            return scores.exists() and key.read_text() == self.key(epoch)
-        except FileNotFoundError:
+            return stored_key(self._entry(epoch)) == self.key(epoch)
+        except FileNotFoundError:  # no checkpoint
             return False
 
-    def store(self, epoch: int, arrays: dict) -> None:
-        from . import io
+    def _to_score(self, epoch: int) -> bool:
+        """Whether ``epoch`` has a checkpoint but neither an output nor an entry with its current key."""
+        try:
+            key = self.key(epoch)
+        except FileNotFoundError:  # not written yet, or deleted once scored (train.keep_checkpoints)
+            return False
+        return stored_key(self.output_of(epoch)) != key and stored_key(self._entry(epoch)) != key
 
-        scores, key = self._entry(epoch)
-        io.save_npz(scores, **arrays)
-        with io.atomic_path(key) as tmp:
-            Path(tmp).write_text(self.key(epoch))
+    def store(self, epoch: int, arrays: dict, key: str) -> None:
+        """Leave scores made ahead, with ``key`` taken before their checkpoint was loaded, in one file."""
+        save(self._entry(epoch), arrays, key)
 
     def take(self, epoch: int) -> None:
         """Move the entry of ``epoch`` to its output."""
-        scores, key = self._entry(epoch)
-        os.replace(scores, self.output_of(epoch))
-        key.unlink()
+        os.replace(self._entry(epoch), self.output_of(epoch))
 
     def others(self) -> Iterator[int]:
         """Epochs another job may score ahead, claimed: the run's next scored epochs after this job's,
-        then the earlier ones; skipping those with an output or an entry, or claimed elsewhere."""
+        then the earlier ones; skipping those with an output or an entry of the current key (an output
+        of other settings or code does not count), or claimed elsewhere."""
         after = [e for e in self.epochs if e > self.own]
         before = [e for e in self.epochs if e < self.own]
         for epoch in after + before:
-            if self.output_of(epoch).exists() or not self.checkpoint_of(epoch).exists() or self.ready(epoch):
-                continue
-            if not self.claim(epoch, wait=False):
+            if not self._to_score(epoch) or not self.claim(epoch, wait=False):
                 continue
             # finished by another process just now (a job writes its output before it lets go)
-            if self.output_of(epoch).exists() or not self.checkpoint_of(epoch).exists() or self.ready(epoch):
+            if not self._to_score(epoch):
                 self.release(epoch)
                 continue
             yield epoch

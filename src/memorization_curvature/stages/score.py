@@ -85,60 +85,80 @@ def score(
     reads them from the config inside the job (:func:`memorization_curvature.config.runtime_settings`).
     With ``checkpoints_per_job`` > 1 this process also scores up to that many checkpoints in all of the
     run (``scored_epochs``) ahead of their jobs, or takes its own scores from a process that did
-    (:mod:`.score_ahead`).
+    (:mod:`.score_ahead`). The scores are written with the key they were made with
+    (``score_ahead.KEY``), which tells a later run, or another job, whether they are still current.
     """
+    from .. import score_ahead  # light: no torch
+
     settings = dict(n_probes=n_probes, h=h, form=form, method=method, seed=seed, precision=precision,
                     score_test=score_test)
     make_scorer = functools.partial(_Scorer, data_path, labels_path, batch_size=batch_size,
                                     probes_per_pass=probes_per_pass, device=device, threads=threads,
                                     placement=placement, loader_workers=loader_workers, **settings)
+    inputs, keyed = [data_path, labels_path], {**settings, "code": code}  # what the scores' key covers
     if checkpoints_per_job > 1:
-        from .. import score_ahead
-
-        pool = score_ahead.Pool(checkpoint_path, output, scored_epochs, [data_path, labels_path],
-                                {**settings, "code": code})
+        pool = score_ahead.Pool(checkpoint_path, output, scored_epochs, inputs, keyed)
         try:
             claimed = pool.claim(pool.own, wait=False)
         except score_ahead.LocksUnavailable as error:
             log.info("scoring only this checkpoint: %s", error)
         else:
             return _score_with_pool(pool, claimed, make_scorer, checkpoints_per_job)
-    io.save_npz(output, **make_scorer()(checkpoint_path))
+    # the key first: from the files as they are before the checkpoint is loaded
+    key = score_ahead.key_of(checkpoint_path, inputs, keyed)
+    score_ahead.save(output, make_scorer()(checkpoint_path), key)
 
 
 def _score_with_pool(pool, claimed: bool, make_scorer, budget: int) -> None:
     """Score the pool's own checkpoint (or take its scores made ahead), then up to ``budget`` - 1
-    others of the run ahead of their jobs; ``claimed``: whether the own checkpoint is claimed yet."""
-    scorer = None
+    others of the run ahead of their jobs; ``claimed``: whether the own checkpoint is claimed yet.
 
-    def score_ahead(other: int) -> None:
+    A failure while scoring another job's checkpoint (a corrupt checkpoint, out of memory) stops the
+    scoring ahead, logged, and never fails this job: that job meets it again when it runs.
+    """
+    from .. import score_ahead
+
+    scorer = None
+    ahead = budget > 1  # whether to score ahead (still)
+
+    def score_ahead_of_its_job(other: int) -> bool:
+        """Score the claimed checkpoint of ``other`` into its entry; False, logged, on a failure."""
         nonlocal scorer
-        scorer = scorer or make_scorer()
-        pool.store(other, scorer(pool.checkpoint_of(other)))
-        pool.release(other)
+        try:
+            key = pool.key(other)  # before loading the checkpoint
+            scorer = scorer or make_scorer()
+            pool.store(other, scorer(pool.checkpoint_of(other)), key)  # one file, written whole or not at all
+        except Exception as error:  # noqa: BLE001 - whatever it is, the job of that checkpoint reports it
+            log.warning("scoring ahead stopped: epoch %d failed (%s: %s); its own job will score it",
+                        other, type(error).__name__, error)
+            return False
+        finally:
+            pool.release(other)
         log.info("scored epoch %d ahead of its job", other)
+        return True
 
     while not claimed and not pool.claim(pool.own, wait=False):
         # another process is scoring this checkpoint ahead: score another one meanwhile, or wait
-        other = next(pool.others(), None) if budget > 1 else None
+        other = next(pool.others(), None) if ahead and budget > 1 else None
         if other is None:
             log.info("epoch %d is being scored by another process: waiting for it", pool.own)
             pool.claim(pool.own, wait=True)
             break
-        score_ahead(other)
+        ahead = score_ahead_of_its_job(other)
         budget -= 1
     try:
         if pool.ready(pool.own):
             pool.take(pool.own)
             log.info("epoch %d was scored ahead by another job: its scores moved into place", pool.own)
             return
+        key = pool.key(pool.own)  # before loading the checkpoint
         scorer = scorer or make_scorer()
-        io.save_npz(pool.output, **scorer(pool.checkpoint))
+        score_ahead.save(pool.output, scorer(pool.checkpoint), key)
         budget -= 1
     finally:
         pool.release(pool.own)
-    while budget > 0 and (other := next(pool.others(), None)) is not None:
-        score_ahead(other)
+    while ahead and budget > 0 and (other := next(pool.others(), None)) is not None:
+        ahead = score_ahead_of_its_job(other)
         budget -= 1
 
 
