@@ -31,12 +31,24 @@ os.environ.update(
 )
 
 from memorization_curvature.config import validate_config
-from memorization_curvature.gpu_slots import SLOTS_VARIABLE
+from memorization_curvature.gpu_slots import SLOTS_VARIABLE, too_many_slots
 
-# `--resources gpu=N`: jobs inherit N and each claims one of N GPUs (gpu_slots.py).
+# `--resources gpu=N`: jobs inherit N and each claims one of N GPUs (gpu_slots.py). N above
+# the GPUs of this machine (when it has any) is refused before any job; only where jobs run
+# on this machine, and not in a job's own snakemake (a subprocess, or a SLURM job).
 _GPUS = workflow.global_resources.get("gpu")
+_IN_A_JOB = (
+    workflow.subprocess_exec or workflow.remote_exec or os.environ.get("SLURM_JOB_ID")
+)
 if _GPUS is not None and _GPUS.value is not None:
     os.environ[SLOTS_VARIABLE] = str(_GPUS.value)
+    _REFUSED = (
+        None
+        if _IN_A_JOB or not workflow.local_exec
+        else too_many_slots(int(_GPUS.value))
+    )
+    if _REFUSED:
+        raise WorkflowError(_REFUSED)
 else:
     os.environ.pop(SLOTS_VARIABLE, None)
 

@@ -1,10 +1,14 @@
-"""GPU slots: which jobs claim one, which GPU a slot stands for, and exclusive holding across processes."""
+"""GPU slots: which jobs claim one, which GPU a slot stands for, and exclusive holding across processes;
+the GPUs counted without CUDA, more slots than GPUs refused, a claimed GPU that CUDA cannot use."""
 
+import logging
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -92,3 +96,91 @@ def test_a_killed_holder_frees_its_slot(clean_environment, tmp_path):
     with gpu_slots.claimed("auto", 1, tmp_path, slots=1, poll_seconds=0.05) as slot:
         assert slot == 0
     assert time.monotonic() - started < 0.5
+
+
+@pytest.fixture
+def machine(clean_environment, tmp_path):
+    """This test's machine: only ``bin`` on PATH (no nvidia-smi until a test writes one) and no driver
+    folder (until a test makes one)."""
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    clean_environment.setenv("PATH", str(bin_folder))
+    clean_environment.setattr(gpu_slots, "DRIVER_GPUS", tmp_path / "driver" / "gpus")
+    return SimpleNamespace(env=clean_environment, bin=bin_folder, driver=tmp_path / "driver" / "gpus",
+                           slots=tmp_path / "slots")
+
+
+def nvidia_smi(machine, *lines, status=0):
+    script = machine.bin / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo {shlex.quote(line)}\n" for line in lines) + f"exit {status}\n")
+    script.chmod(0o755)
+
+
+TWO_GPUS = ("GPU 0: NVIDIA H200 (UUID: GPU-aaaa)", "  MIG 1g.18gb     Device  0: (UUID: MIG-bbbb)",
+            "GPU 1: NVIDIA H200 (UUID: GPU-cccc)")
+
+
+@pytest.mark.parametrize("visible, gpus", [("0,1,2", 3), ("7", 1), ("GPU-aaaa,GPU-cccc", 2), ("", 0), (" ", 0)])
+def test_gpus_are_counted_from_cuda_visible_devices_when_it_is_set(machine, visible, gpus):
+    nvidia_smi(machine, *TWO_GPUS)  # not asked: the variable says what this process may use
+    machine.env.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert gpu_slots.count_gpus() == (gpus, f"CUDA_VISIBLE_DEVICES={visible!r}")
+
+
+def test_gpus_are_counted_by_nvidia_smi_else_the_driver_else_none(machine):
+    assert gpu_slots.count_gpus() == (0, f"CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}")
+    for k in range(3):
+        (machine.driver / f"0000:0{k}:00.0").mkdir(parents=True)
+    gpus, counted = gpu_slots.count_gpus()
+    assert gpus == 3 and counted.startswith(f"{machine.driver}/")
+    nvidia_smi(machine, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", status=9)
+    gpus, counted = gpu_slots.count_gpus()  # a failing nvidia-smi: the driver's folder
+    assert gpus == 3 and "nvidia-smi -L failed (exit 9: NVIDIA-SMI has failed" in counted
+    nvidia_smi(machine, *TWO_GPUS)  # GPUs, not their MIG instances
+    assert gpu_slots.count_gpus() == (2, f"{machine.bin / 'nvidia-smi'} -L")
+
+
+def test_more_slots_than_gpus_are_refused_unless_there_is_no_gpu(machine):
+    nvidia_smi(machine, *TWO_GPUS)
+    refused = gpu_slots.too_many_slots(3)
+    assert "gpu=3 asks for 3 GPU slots but snakemake sees only 2 GPU(s)" in refused and "nvidia-smi -L" in refused
+    assert gpu_slots.too_many_slots(2) is None and gpu_slots.too_many_slots(1) is None
+    machine.env.setenv("CUDA_VISIBLE_DEVICES", "4")
+    assert "snakemake sees only 1 GPU(s) (counted from CUDA_VISIBLE_DEVICES='4')" in gpu_slots.too_many_slots(2)
+    machine.env.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: slots only limit how many jobs run at once
+    assert gpu_slots.too_many_slots(8) is None
+
+
+def _job(folder):
+    return SimpleNamespace(resources={"gpu": 1}, config={"gpu_slots": {"folder": str(folder)}})
+
+
+def test_a_job_whose_claimed_gpu_cuda_cannot_use_fails(machine):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA can use a GPU here: the failure needs a machine where it cannot")
+    nvidia_smi(machine, "GPU 0: NVIDIA H200 (UUID: GPU-aaaa)")  # a GPU this torch cannot use
+    machine.env.setenv(gpu_slots.SLOTS_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match=r"claimed GPU slot 0 of 1 \(CUDA_VISIBLE_DEVICES=0\) on a machine with 1 "
+                       r"GPU\(s\) .*CUDA cannot use it: torch .+: .+\. Device auto would otherwise run on the CPU"):
+        with gpu_slots.for_job(_job(machine.slots), "auto"):
+            pytest.fail("the job ran (on the CPU) with a claimed GPU that CUDA cannot use")
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # released and restored
+    with gpu_slots.claimed("auto", 1, machine.slots, slots=1, poll_seconds=0.05) as slot:
+        assert slot == 0
+
+
+def test_a_machine_without_gpu_keeps_its_slots_and_says_so(machine, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="memorization_curvature")
+    monkeypatch.setattr(gpu_slots, "cuda_problem", lambda: pytest.fail("no GPU: nothing to ask CUDA about"))
+    machine.env.setenv(gpu_slots.SLOTS_VARIABLE, "2")
+    with gpu_slots.for_job(_job(machine.slots), "auto") as slot:
+        assert slot == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert (f"this machine has no GPU (CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}): "
+            "device auto runs on the CPU, as auto means without a GPU") in caplog.text
+    caplog.clear()
+    machine.env.setenv("CUDA_VISIBLE_DEVICES", "")  # said explicitly: no GPU, and no slot names one
+    with gpu_slots.for_job(_job(machine.slots), "auto") as slot:
+        assert slot == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert "claimed GPU slot 0 of 2 (CUDA_VISIBLE_DEVICES=," in caplog.text
+    assert "this machine has no GPU (CUDA_VISIBLE_DEVICES='')" in caplog.text

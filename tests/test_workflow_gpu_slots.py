@@ -1,5 +1,8 @@
 """Local GPU assignment through the workflow: with `--resources gpu=N` every GPU job holds its own
-slot, read back from the jobs' logs and their timestamps; a killed job does not block the next run."""
+slot, read back from the jobs' logs and their timestamps; a killed job does not block the next run.
+The machine's GPUs are what a fake `nvidia-smi -L` lists: none for the runs that train and score (each
+job says so in its log), more slots than GPUs refused before any job, a claimed GPU that CUDA cannot
+use failing its job."""
 
 import os
 import re
@@ -10,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from workflow_helpers import finished_workflow, snakemake, snakemake_command
+from workflow_helpers import finished_workflow, gpu_environment, snakemake, snakemake_command, write_config
 
 RUN = "results/digits/noise0.1/seed0"
 LOGS = "logs/digits/noise0.1/seed0"
@@ -39,16 +42,23 @@ def held_slots(workdir):
         assert len(claims) == len(releases) == 1, (log.name, text[-2000:])
         (claimed, slot, slots, visible), (released, released_slot) = claims[0], releases[0]
         assert slot == released_slot and slots == "2"
+        assert "this machine has no GPU" in text and "device auto runs on the CPU" in text
         held.append((log.stem, int(slot), visible, _time(claimed), _time(released)))
     return held
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def no_gpu(tmp_path_factory):
+    """The environment of a machine with no GPU (whatever this one has): slots are claimed all the same."""
+    return gpu_environment(tmp_path_factory.mktemp("no_gpu"), 0)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, no_gpu):
     # training (one GPU job), then the four scoring jobs two at a time on the two slots; targets first:
     # --resources takes every word after it
     return finished_workflow(tmp_path_factory.mktemp("gpu_slots"), CONFIG, *SCORES, "--cores", "4", "--resources",
-                             "gpu=2")
+                             "gpu=2", env=no_gpu)
 
 
 def test_no_two_overlapping_jobs_hold_the_same_slot(workdir):
@@ -64,15 +74,16 @@ def test_no_two_overlapping_jobs_hold_the_same_slot(workdir):
     assert overlapping >= 1  # the two slots were in use at the same time
 
 
-def test_the_number_of_gpus_reruns_nothing(workdir):
-    assert "Nothing to be done" in snakemake(workdir, *SCORES, "-n", "--resources", "gpu=1")
+def test_the_number_of_gpus_reruns_nothing(workdir, no_gpu):
+    assert "Nothing to be done" in snakemake(workdir, *SCORES, "-n", "--resources", "gpu=1", env=no_gpu)
 
 
-def test_a_job_killed_while_holding_a_slot_does_not_block_the_next_run(workdir):
+def test_a_job_killed_while_holding_a_slot_does_not_block_the_next_run(workdir, no_gpu):
     log = workdir / LOGS / "score_epoch4.log"
     log.unlink()
     command = snakemake_command(workdir, "--forcerun", SCORES[3], "--cores", "1", "--resources", "gpu=1")
-    started = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=no_gpu)
     try:
         deadline = time.monotonic() + 120
         while not (log.exists() and "claimed GPU slot 0" in log.read_text()):
@@ -82,7 +93,41 @@ def test_a_job_killed_while_holding_a_slot_does_not_block_the_next_run(workdir):
         os.killpg(started.pid, signal.SIGKILL)  # snakemake and its job, holding slot 0
         started.wait()
     assert "released GPU slot" not in log.read_text()
-    snakemake(workdir, "--unlock")
-    snakemake(workdir, *SCORES, "--resources", "gpu=1", timeout=120)
+    snakemake(workdir, "--unlock", env=no_gpu)
+    snakemake(workdir, *SCORES, "--resources", "gpu=1", timeout=120, env=no_gpu)
     text = log.read_text()
     assert "claimed GPU slot 0 of 1" in text and "waiting for a free GPU slot" not in text
+
+
+def _run(workdir, *args, env):
+    return subprocess.run(snakemake_command(workdir, "--cores", "2", *args), capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_more_gpu_slots_than_gpus_are_refused_before_any_job(tmp_path):
+    write_config(tmp_path, CONFIG)
+    two_gpus = gpu_environment(tmp_path / "bin", 2)
+    refused = _run(tmp_path, *SCORES, "-n", "--resources", "gpu=3", env=two_gpus)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0, said[-3000:]
+    assert "--resources gpu=3 asks for 3 GPU slots but snakemake sees only 2 GPU(s)" in said, said[-3000:]
+    assert f"counted from {tmp_path / 'bin' / 'nvidia-smi'} -L" in said
+    assert "Job stats" not in said  # refused while the Snakefile is read: no job planned
+    assert _run(tmp_path, *SCORES, "-n", "--resources", "gpu=2", env=two_gpus).returncode == 0
+    no_gpu = dict(two_gpus, CUDA_VISIBLE_DEVICES="")  # said explicitly: no GPU, slots all the same
+    assert _run(tmp_path, *SCORES, "-n", "--resources", "gpu=3", env=no_gpu).returncode == 0
+
+
+def test_a_job_whose_claimed_gpu_cuda_cannot_use_fails_rather_than_train_on_the_cpu(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA can use a GPU here: the failure needs a machine where it cannot")
+    write_config(tmp_path, CONFIG)
+    one_gpu = gpu_environment(tmp_path / "bin", 1)  # a GPU that no CUDA here can use
+    failed = _run(tmp_path, f"{RUN}/train_metrics.csv", "--resources", "gpu=1", env=one_gpu)
+    assert failed.returncode != 0, (failed.stdout + failed.stderr)[-3000:]
+    text = (tmp_path / LOGS / "train.log").read_text()
+    assert "claimed GPU slot 0 of 1 (CUDA_VISIBLE_DEVICES=0" in text, text[-3000:]
+    assert re.search(r"UnusableGPU: claimed GPU slot 0 of 1 \(CUDA_VISIBLE_DEVICES=0\) on a machine with 1 GPU\(s\) "
+                     r".*CUDA cannot use it: torch .+", text), text[-3000:]
+    assert "training " not in text and not (tmp_path / RUN / "train_metrics.csv").exists()

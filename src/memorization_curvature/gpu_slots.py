@@ -10,7 +10,14 @@ No slot is claimed where something else already places the job: under SLURM (whi
 ``CUDA_VISIBLE_DEVICES`` itself), for an explicit ``cpu`` or ``cuda:K`` device, or when Snakemake was
 not given ``--resources gpu=N`` (every job then sees every GPU, as before).
 
-Lock files only: no ``torch`` import, so that nothing can touch CUDA before the slot is chosen.
+More slots than GPUs would map a slot to a GPU that does not exist, and ``auto`` would then train on
+the CPU without a word. So the GPUs are counted (:func:`count_gpus`, without CUDA): the Snakefile
+refuses ``gpu=N`` above them (:func:`too_many_slots`), and a job that claimed a GPU CUDA cannot use
+fails (:func:`for_job`). A machine with no GPU at all keeps its slots (they still limit how many jobs
+run at once) and each job says in its log that ``auto`` runs on the CPU there.
+
+No module-level ``torch`` import, so that nothing can touch CUDA before the slot is chosen: torch is
+imported only by :func:`cuda_problem`, once the claimed GPU is the only one visible.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +36,49 @@ log = logging.getLogger("memorization_curvature")
 
 # Set by the Snakefile from `--resources gpu=N`; jobs inherit it.
 SLOTS_VARIABLE = "MEMCURV_GPU_SLOTS"
+# Where the NVIDIA driver lists the GPUs it drives, one folder each (when nvidia-smi is missing).
+DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def count_gpus() -> tuple[int, str]:
+    """(the GPUs this process may use, how they were counted), without CUDA: from
+    ``CUDA_VISIBLE_DEVICES`` when it is set (set but empty: none), else ``nvidia-smi -L`` (its
+    ``GPU k: ...`` lines), else the folders of :data:`DRIVER_GPUS`, else none."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([g for g in visible.split(",") if g.strip()]), f"CUDA_VISIBLE_DEVICES={visible!r}"
+    tried = []
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        tried.append("no nvidia-smi on PATH")
+    else:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            tried.append(f"{smi} -L failed ({error})")
+        else:
+            if listed.returncode == 0:
+                return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()), f"{smi} -L"
+            said = (listed.stdout.strip() or listed.stderr.strip()).splitlines()
+            tried.append(f"{smi} -L failed (exit {listed.returncode}{': ' + said[0] if said else ''})")
+    try:
+        gpus = sum(1 for _ in DRIVER_GPUS.iterdir())
+    except OSError:
+        tried.append(f"no {DRIVER_GPUS}")
+    else:
+        return gpus, f"{DRIVER_GPUS}/ ({'; '.join(tried)})"
+    return 0, "; ".join(["CUDA_VISIBLE_DEVICES unset"] + tried)
+
+
+def too_many_slots(slots: int) -> str | None:
+    """Why ``--resources gpu=slots`` cannot be honoured on this machine (more slots than its GPUs,
+    which are at least one), else None. A machine with no GPU keeps its slots (see :func:`claimed`)."""
+    gpus, counted = count_gpus()
+    if 1 <= gpus < slots:
+        return (f"--resources gpu={slots} asks for {slots} GPU slots but snakemake sees only {gpus} GPU(s) "
+                f"(counted from {counted}): a slot beyond them would stand for a GPU that does not exist; "
+                f"give gpu=N with N at most {gpus}")
+    return None
 
 
 def slots_from_environment() -> int | None:
@@ -51,8 +103,12 @@ def why_not_claimed(device: str, declared: int, slots: int | None) -> str | None
 
 def gpu_ids(slots: int) -> list[str]:
     """The GPU each slot stands for: the box's first ``slots`` GPUs, or the first ``slots`` of
-    ``CUDA_VISIBLE_DEVICES`` when Snakemake itself was started with a subset."""
-    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    ``CUDA_VISIBLE_DEVICES`` when Snakemake itself was started with a subset (set but empty: no GPU,
+    and every slot keeps it empty)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = [g.strip() for g in (given or "").split(",") if g.strip()]
+    if given is not None and not visible:
+        return [""] * slots
     if not visible:
         return [str(k) for k in range(slots)]
     if len(visible) < slots:
@@ -71,18 +127,41 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+def cuda_problem() -> str | None:
+    """What torch says when CUDA can use no GPU of those visible now, else None. Imports torch (and
+    lets it start CUDA): call it only once ``CUDA_VISIBLE_DEVICES`` is the job's for good."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return None
+    said = f"torch {torch.__version__} (built for CUDA {torch.version.cuda})"
+    try:
+        torch.cuda.init()
+    except Exception as error:  # what torch says is the point: its own words, whatever the error
+        return f"{said}: {type(error).__name__}: {error}"
+    return f"{said}: torch.cuda.is_available() is False, {torch.cuda.device_count()} CUDA device(s)"
+
+
 def for_job(job, device: str):
     """:func:`claimed` for a Snakemake job (the ``snakemake`` object of a script): the GPUs its rule
-    declares, the slot folder of its config."""
-    return claimed(device, int(job.resources.get("gpu", 0)), job.config["gpu_slots"]["folder"])
+    declares, the slot folder of its config; a claimed GPU that CUDA cannot use fails the job."""
+    return claimed(device, int(job.resources.get("gpu", 0)), job.config["gpu_slots"]["folder"], check_cuda=True)
+
+
+class UnusableGPU(RuntimeError):
+    """The job claimed a GPU slot and CUDA cannot use the slot's GPU: ``auto`` would run on the CPU."""
 
 
 @contextlib.contextmanager
 def claimed(device: str, declared: int, folder: str | Path, *, slots: int | None = None,
-            poll_seconds: float = 1.0) -> Iterator[int | None]:
+            poll_seconds: float = 1.0, check_cuda: bool = False) -> Iterator[int | None]:
     """Hold a free GPU slot (its number; None when none is claimed, see :func:`why_not_claimed`) for
     the body, with ``CUDA_VISIBLE_DEVICES`` set to its GPU. Waits while all N slots are held, which
-    happens only when jobs of several workflows share ``folder``."""
+    happens only when jobs of several workflows share ``folder``.
+
+    On a machine with no GPU (:func:`count_gpus`) the slot is held all the same and the log says so;
+    on one with GPUs and ``check_cuda``, :class:`UnusableGPU` when CUDA cannot use the slot's GPU
+    (:func:`cuda_problem`), rather than a run on the CPU."""
     slots = slots_from_environment() if slots is None else slots
     reason = why_not_claimed(device, declared, slots)
     if reason is not None:
@@ -90,6 +169,7 @@ def claimed(device: str, declared: int, folder: str | Path, *, slots: int | None
             log.info("no GPU slot claimed: %s", reason)
         yield None
         return
+    gpus, counted = count_gpus()  # before the claim changes CUDA_VISIBLE_DEVICES
     ids = gpu_ids(slots)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,6 +191,17 @@ def claimed(device: str, declared: int, folder: str | Path, *, slots: int | None
     log.info("claimed GPU slot %d of %d (CUDA_VISIBLE_DEVICES=%s, lock %s)", slot, slots, ids[slot],
              folder / f"gpu{slot}.lock")
     try:
+        if gpus == 0:
+            log.info("this machine has no GPU (%s): %s; the slot only limits how many GPU jobs run at once", counted,
+                     "device auto runs on the CPU, as auto means without a GPU" if device == "auto"
+                     else f"device {device} asks torch for a GPU all the same")
+        elif check_cuda:
+            problem = cuda_problem()
+            if problem is not None:
+                raise UnusableGPU(
+                    f"claimed GPU slot {slot} of {slots} (CUDA_VISIBLE_DEVICES={ids[slot]}) on a machine with {gpus} "
+                    f"GPU(s) (counted from {counted}), but CUDA cannot use it: {problem}. Device {device} would "
+                    f"otherwise run on the CPU; fix the GPU or torch's CUDA, or set the device to cpu explicitly")
         yield slot
     finally:
         log.info("released GPU slot %d", slot)
