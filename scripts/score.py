@@ -6,7 +6,9 @@ from memorization_curvature.stages import score
 params = dict(snakemake.params.items())
 with (
     logging_to(snakemake.log[0], code=params["code"]),
-    gpu_slots.for_job(snakemake, snakemake.config["curvature"]["device"]),  # one GPU of --resources gpu=N
+    # one GPU of --resources gpu=N; CUDA is asked about only if the job scores (it may just take its
+    # scores made ahead, without torch)
+    gpu_slots.for_job(snakemake, snakemake.config["curvature"]["device"], check_cuda=False),
 ):
     score.score(
         snakemake.input.data,

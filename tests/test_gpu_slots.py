@@ -106,8 +106,10 @@ def machine(clean_environment, tmp_path):
     bin_folder.mkdir()
     clean_environment.setenv("PATH", str(bin_folder))
     clean_environment.setattr(gpu_slots, "DRIVER_GPUS", tmp_path / "driver" / "gpus")
+    clean_environment.setattr(gpu_slots, "DEVICE_FILES", tmp_path / "dev")
+    clean_environment.delenv(gpu_slots.UNCHECKED_VARIABLE, raising=False)
     return SimpleNamespace(env=clean_environment, bin=bin_folder, driver=tmp_path / "driver" / "gpus",
-                           slots=tmp_path / "slots")
+                           slots=tmp_path / "slots", dev=tmp_path / "dev")
 
 
 def nvidia_smi(machine, *lines, status=0):
@@ -120,7 +122,8 @@ TWO_GPUS = ("GPU 0: NVIDIA H200 (UUID: GPU-aaaa)", "  MIG 1g.18gb     Device  0:
             "GPU 1: NVIDIA H200 (UUID: GPU-cccc)")
 
 
-@pytest.mark.parametrize("visible, gpus", [("0,1,2", 3), ("7", 1), ("GPU-aaaa,GPU-cccc", 2), ("", 0), (" ", 0)])
+@pytest.mark.parametrize("visible, gpus", [("0,1,2", 3), ("7", 1), ("GPU-aaaa,GPU-cccc", 2), ("", 0), (" ", 0),
+                                           ("-1", 0), ("NoDevFiles", 0), ("0,-1,2", 1)])  # as CUDA reads it
 def test_gpus_are_counted_from_cuda_visible_devices_when_it_is_set(machine, visible, gpus):
     nvidia_smi(machine, *TWO_GPUS)  # not asked: the variable says what this process may use
     machine.env.setenv("CUDA_VISIBLE_DEVICES", visible)
@@ -128,7 +131,12 @@ def test_gpus_are_counted_from_cuda_visible_devices_when_it_is_set(machine, visi
 
 
 def test_gpus_are_counted_by_nvidia_smi_else_the_driver_else_none(machine):
-    assert gpu_slots.count_gpus() == (0, f"CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}")
+    assert gpu_slots.count_gpus() == (0, f"CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}; "
+                                         f"no {machine.dev}/nvidia<k>")
+    machine.dev.mkdir()
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):  # the driver's device files: two GPUs
+        (machine.dev / name).touch()
+    assert gpu_slots.count_gpus() == (2, f"{machine.dev}/nvidia<k> (no nvidia-smi on PATH; no {machine.driver})")
     for k in range(3):
         (machine.driver / f"0000:0{k}:00.0").mkdir(parents=True)
     gpus, counted = gpu_slots.count_gpus()
@@ -170,14 +178,41 @@ def test_a_job_whose_claimed_gpu_cuda_cannot_use_fails(machine):
         assert slot == 0
 
 
+def test_a_scoring_job_asks_cuda_only_when_it_needs_it(machine):
+    # a job that may only move scores made ahead into place claims its slot without torch; the check
+    # comes when it builds a scorer
+    nvidia_smi(machine, "GPU 0: NVIDIA H200 (UUID: GPU-aaaa)")
+    machine.env.setenv(gpu_slots.SLOTS_VARIABLE, "1")
+    job = textwrap.dedent(f"""
+        import sys
+        from types import SimpleNamespace
+        from memorization_curvature import gpu_slots
+        job = SimpleNamespace(resources={{"gpu": 1}}, config={{"gpu_slots": {{"folder": {str(machine.slots)!r}}}}})
+        with gpu_slots.for_job(job, "auto", check_cuda=False):
+            print("torch" in sys.modules)
+            try:
+                gpu_slots.check_claimed_gpu()
+            except gpu_slots.UnusableGPU as error:
+                print("refused:", error)
+        gpu_slots.check_claimed_gpu()  # released: nothing to check
+    """)
+    out = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "False"
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        assert lines[1].startswith("refused: claimed GPU slot 0 of 1 (CUDA_VISIBLE_DEVICES=0)") and "<problem>" not in lines[1]
+
+
 def test_a_machine_without_gpu_keeps_its_slots_and_says_so(machine, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="memorization_curvature")
     monkeypatch.setattr(gpu_slots, "cuda_problem", lambda: pytest.fail("no GPU: nothing to ask CUDA about"))
     machine.env.setenv(gpu_slots.SLOTS_VARIABLE, "2")
     with gpu_slots.for_job(_job(machine.slots), "auto") as slot:
         assert slot == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
-    assert (f"this machine has no GPU (CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}): "
-            "device auto runs on the CPU, as auto means without a GPU") in caplog.text
+    assert (f"this machine has no GPU (CUDA_VISIBLE_DEVICES unset; no nvidia-smi on PATH; no {machine.driver}; "
+            f"no {machine.dev}/nvidia<k>): device auto runs on the CPU, as auto means without a GPU") in caplog.text
     caplog.clear()
     machine.env.setenv("CUDA_VISIBLE_DEVICES", "")  # said explicitly: no GPU, and no slot names one
     with gpu_slots.for_job(_job(machine.slots), "auto") as slot:

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -38,15 +39,21 @@ log = logging.getLogger("memorization_curvature")
 SLOTS_VARIABLE = "MEMCURV_GPU_SLOTS"
 # Where the NVIDIA driver lists the GPUs it drives, one folder each (when nvidia-smi is missing).
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+# Where the driver's device files are (nvidia0, nvidia1, ...: one per GPU), the last way to count.
+DEVICE_FILES = Path("/dev")
+# Set while a job holds a GPU slot whose GPU CUDA has not been asked about yet (check_claimed_gpu).
+UNCHECKED_VARIABLE = "MEMCURV_UNCHECKED_GPU"
 
 
 def count_gpus() -> tuple[int, str]:
     """(the GPUs this process may use, how they were counted), without CUDA: from
-    ``CUDA_VISIBLE_DEVICES`` when it is set (set but empty: none), else ``nvidia-smi -L`` (its
-    ``GPU k: ...`` lines), else the folders of :data:`DRIVER_GPUS`, else none."""
+    ``CUDA_VISIBLE_DEVICES`` when it is set (as CUDA reads it: set but empty, ``-1`` or ``NoDevFiles``:
+    none), else ``nvidia-smi -L`` (its ``GPU k: ...`` lines), else the folders of :data:`DRIVER_GPUS`,
+    else the driver's device files ``/dev/nvidia<k>``, else none (a GPU none of these sees, as on a
+    ROCm machine, counts as none: such a machine gives its GPUs by ``CUDA_VISIBLE_DEVICES``)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([g for g in visible.split(",") if g.strip()]), f"CUDA_VISIBLE_DEVICES={visible!r}"
+        return len(_visible_ids(visible)), f"CUDA_VISIBLE_DEVICES={visible!r}"
     tried = []
     smi = shutil.which("nvidia-smi")
     if smi is None:
@@ -67,7 +74,22 @@ def count_gpus() -> tuple[int, str]:
         tried.append(f"no {DRIVER_GPUS}")
     else:
         return gpus, f"{DRIVER_GPUS}/ ({'; '.join(tried)})"
+    devices = [d for d in DEVICE_FILES.glob("nvidia*") if re.fullmatch(r"nvidia\d+", d.name)]
+    if devices:
+        return len(devices), f"{DEVICE_FILES}/nvidia<k> ({'; '.join(tried)})"
+    tried.append(f"no {DEVICE_FILES}/nvidia<k>")
     return 0, "; ".join(["CUDA_VISIBLE_DEVICES unset"] + tried)
+
+
+def _visible_ids(visible: str) -> list[str]:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` names, as CUDA reads it: up to the first entry that is neither
+    an index nor a UUID (``-1`` or ``NoDevFiles``, the usual ways to hide every GPU, name none)."""
+    ids = []
+    for entry in (e.strip() for e in visible.split(",")):
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        ids.append(entry)
+    return ids
 
 
 def too_many_slots(slots: int) -> str | None:
@@ -142,10 +164,24 @@ def cuda_problem() -> str | None:
     return f"{said}: torch.cuda.is_available() is False, {torch.cuda.device_count()} CUDA device(s)"
 
 
-def for_job(job, device: str):
+def for_job(job, device: str, *, check_cuda: bool = True):
     """:func:`claimed` for a Snakemake job (the ``snakemake`` object of a script): the GPUs its rule
-    declares, the slot folder of its config; a claimed GPU that CUDA cannot use fails the job."""
-    return claimed(device, int(job.resources.get("gpu", 0)), job.config["gpu_slots"]["folder"], check_cuda=True)
+    declares, the slot folder of its config; a claimed GPU that CUDA cannot use fails the job, at once
+    or (``check_cuda`` False: a scoring job, which may only move scores made ahead into place without
+    torch) when the job first needs CUDA (:func:`check_claimed_gpu`)."""
+    return claimed(device, int(job.resources.get("gpu", 0)), job.config["gpu_slots"]["folder"],
+                   check_cuda=check_cuda)
+
+
+def check_claimed_gpu() -> None:
+    """Raise :class:`UnusableGPU` if this job holds a GPU slot whose GPU CUDA cannot use (a claim made
+    with ``check_cuda`` False); nothing otherwise. Imports torch only in that case."""
+    unchecked = os.environ.get(UNCHECKED_VARIABLE)
+    if unchecked:
+        problem = cuda_problem()
+        if problem is not None:
+            raise UnusableGPU(unchecked.replace("<problem>", problem))
+        os.environ.pop(UNCHECKED_VARIABLE, None)
 
 
 class UnusableGPU(RuntimeError):
@@ -195,15 +231,17 @@ def claimed(device: str, declared: int, folder: str | Path, *, slots: int | None
             log.info("this machine has no GPU (%s): %s; the slot only limits how many GPU jobs run at once", counted,
                      "device auto runs on the CPU, as auto means without a GPU" if device == "auto"
                      else f"device {device} asks torch for a GPU all the same")
-        elif check_cuda:
-            problem = cuda_problem()
-            if problem is not None:
-                raise UnusableGPU(
-                    f"claimed GPU slot {slot} of {slots} (CUDA_VISIBLE_DEVICES={ids[slot]}) on a machine with {gpus} "
-                    f"GPU(s) (counted from {counted}), but CUDA cannot use it: {problem}. Device {device} would "
-                    f"otherwise run on the CPU; fix the GPU or torch's CUDA, or set the device to cpu explicitly")
+        else:
+            # the error, should CUDA not use the slot's GPU, with what torch says in place of <problem>
+            os.environ[UNCHECKED_VARIABLE] = (
+                f"claimed GPU slot {slot} of {slots} (CUDA_VISIBLE_DEVICES={ids[slot]}) on a machine with {gpus} "
+                f"GPU(s) (counted from {counted}), but CUDA cannot use it: <problem>. Device {device} would otherwise "
+                f"run on the CPU; fix the GPU or torch's CUDA, or set the device to cpu explicitly")
+            if check_cuda:
+                check_claimed_gpu()
         yield slot
     finally:
+        os.environ.pop(UNCHECKED_VARIABLE, None)
         log.info("released GPU slot %d", slot)
         if previous is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)

@@ -37,7 +37,7 @@ OUTSIDE_RESULTS = {
                  "CURVATURE_METHODS", "CURVATURE_PRECISIONS"}),
     "config": ("checks the configuration when the workflow is planned; jobs read speed-only settings from it",
                {"runtime_settings", "run_epochs", "scored_epochs"}),
-    "gpu_slots": ("chooses the GPU a job runs on", {"for_job"}),
+    "gpu_slots": ("chooses the GPU a job runs on", {"for_job", "check_claimed_gpu"}),
     "score_ahead": ("chooses which process scores a checkpoint, by the key it stores beside the arrays unchanged",
                     {"Pool", "LocksUnavailable", "clear", "key_of", "save"}),
     "job_log": ("sends a job's messages to its log file", {"logging_to"}),

@@ -22,8 +22,9 @@ class _Scorer:
                  batch_size, probes_per_pass, device, threads, placement, loader_workers):
         import torch
 
-        from .. import batches, data, training
+        from .. import batches, data, gpu_slots, training
 
+        gpu_slots.check_claimed_gpu()  # a GPU slot CUDA cannot use fails here, before anything is scored
         torch.set_num_threads(threads)
         prepared = data.load_prepared(data_path)
         labels = pd.read_csv(labels_path)
