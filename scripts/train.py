@@ -1,11 +1,15 @@
-from memorization_curvature import gpu_slots
+from memorization_curvature import gpu_slots, time_limit
 from memorization_curvature.config import runtime_settings
 from memorization_curvature.job_log import logging_to
 from memorization_curvature.stages import train
 
 params = dict(snakemake.params.items())
 # the code digest also keys the saved training state: a state from other code is not resumed
-with logging_to(snakemake.log[0], code=params["code"]), gpu_slots.for_job(snakemake, params["device"]):
+with (
+    logging_to(snakemake.log[0], code=params["code"]),
+    gpu_slots.for_job(snakemake, params["device"]),  # one GPU of --resources gpu=N
+    time_limit.for_job(snakemake) as limit,  # a SLURM job stops before its time limit and goes back in the queue
+):
     train.train(
         snakemake.input.data,
         snakemake.input.labels,
@@ -13,6 +17,7 @@ with logging_to(snakemake.log[0], code=params["code"]), gpu_slots.for_job(snakem
         snakemake.output.metrics,
         snakemake.output.history,
         threads=snakemake.threads,
+        time_limit=limit,
         **runtime_settings(snakemake.config, "train"),  # speed only: not params, so they rerun nothing
         **params,
     )

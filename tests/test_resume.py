@@ -77,7 +77,7 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     assert kept and kept[-1] < EPOCHS and not (killed / RUN / "train_metrics.csv").exists()
     # the epoch's checkpoint is kept before its state is written: a kill in between leaves the
     # previous epoch's state, the last complete one
-    saved = torch.load(killed / RUN / ".train_resume/state.pt", weights_only=True)["epoch"]
+    saved = torch.load(killed / RUN / ".train_resume/state.pt", weights_only=True)["training"]["epoch"]
     assert saved in (kept[-1], kept[-1] - 1) and saved >= kill_after - 1
     snakemake(killed, "--unlock")
     snakemake(killed, "--rerun-incomplete", TARGET)

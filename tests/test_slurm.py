@@ -40,7 +40,11 @@ pytestmark = pytest.mark.skipif(_cannot_run_slurm() is not None, reason=str(_can
 def slurm():
     # lean (no accounting database; job status from squeue, finished jobs in the controller's job
     # completion log), with a node sized like a GPU node: 16 CPUs, 64 GB (scheduling only) and 2 GPUs
-    env = {**os.environ, "SLURM_WITH_DBD": "0", "SLURM_NODE_CPUS": "16", "SLURM_FAKE_GPUS": "2"}
+    # A requeued job waits the job credentials' lifetime before it may start again (120 s by default),
+    # then the next scheduling pass (up to 60 s): 5 s each here, so that a training through several time
+    # limits takes minutes, not a quarter of an hour.
+    env = {**os.environ, "SLURM_WITH_DBD": "0", "SLURM_NODE_CPUS": "16", "SLURM_FAKE_GPUS": "2",
+           "SLURM_CRED_EXPIRE_S": "5", "SLURM_SCHEDULER_PARAMETERS": "sched_interval=5"}
     up = subprocess.run(["bash", str(SETUP), "up"], env=env, capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stderr[-3000:]
     yield
@@ -64,22 +68,49 @@ def completion_log(job_ids):
     return lines
 
 
-def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_results(slurm, tmp_path):
+def cluster_command(workdir, *args):
+    return [
+        # with only what `pip install -e '.[slurm]'` installs, as the README tells cluster users
+        "timeout", "900", sys.executable, str(REPO / "tests/declared_only.py"), "slurm", "--", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), *args, "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        # the profile's requests as they are; the test cluster's partition and account, squeue for job
+        # status (no accounting)
+        "--default-resources", "slurm_partition=debug", "slurm_account=root",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
+    ]
+
+
+# A training that needs at least three 1-minute limits: a start trains at most about 35 s (a minute, less
+# its start-up and the 20 s margin, time_limit.MARGIN_S), its epochs take about 80 s here (0.45 s each
+# quiet, more beside other tests). Started with the module (the other test runs meanwhile), with its
+# reference: the same training uninterrupted on this machine.
+LONG_EPOCHS = 180
+LONG = {**CONFIG, "train": {"epochs": LONG_EPOCHS, "threads": 1}}
+LONG_TARGET = f"{RUN}/train_metrics.csv"
+
+
+@pytest.fixture(scope="module")
+def long_training(slurm, tmp_path_factory):
+    local, cluster = tmp_path_factory.mktemp("long_local"), tmp_path_factory.mktemp("long_cluster")
+    for folder in (local, cluster):
+        write_config(folder, LONG)
+    # a limit of one minute for the training (the profile asks 12 hours)
+    started = subprocess.Popen(cluster_command(cluster, LONG_TARGET, "--set-resources", "train:runtime=1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    snakemake(local, LONG_TARGET, timeout=900)
+    yield local, cluster, started
+    if started.poll() is None:
+        started.kill()
+
+
+def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_results(slurm, long_training, tmp_path):
     local, cluster = tmp_path / "local", tmp_path / "cluster"
     for folder in (local, cluster):
         folder.mkdir()
         write_config(folder, CONFIG)
     snakemake(local, TARGET)
-    command = [
-        # with only what `pip install -e '.[slurm]'` installs, as the README tells cluster users
-        "timeout", "600", sys.executable, str(REPO / "tests/declared_only.py"), "slurm", "--", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(cluster), TARGET, "--workflow-profile", str(REPO / "profiles" / "slurm"),
-        # the profile's requests as they are; the test cluster's partition and account, squeue for job
-        # status (no accounting) and the README's way of choosing the group size: 2 checkpoints per job
-        "--default-resources", "slurm_partition=debug", "slurm_account=root",
-        "--group-components", "scoring_{dataset}_{variant}_{seed}=2",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
-    ]
+    # the README's way of choosing the group size: 2 checkpoints per job
+    command = cluster_command(cluster, TARGET, "--group-components", "scoring_{dataset}_{variant}_{seed}=2")
     result = subprocess.run(command, capture_output=True, text=True, timeout=700)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -121,3 +152,36 @@ def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_resu
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert np.array_equal(np.load(local / RUN / f"scores/epoch{epoch}.npz")["train_curvature"],
                               np.load(cluster / RUN / f"scores/epoch{epoch}.npz")["train_curvature"])
+
+
+def test_a_training_longer_than_its_time_limit_goes_back_in_the_queue_until_done(long_training):
+    local, cluster, started = long_training
+    output, _ = started.communicate(timeout=900)
+    assert started.returncode == 0, output[-4000:]
+    records = [slurm_record(job_id) for job_id in re.findall(r"submitted with SLURM jobid (\d+)", output)]
+    # one submission: no retry (the prepare job's record may be gone: SLURM keeps a finished job 300 s)
+    (record,) = [r for r in records if r.get("Comment", "").startswith("rule_train")]
+    assert record["TimeLimit"] == "00:01:00" and record["JobState"] == "COMPLETED"
+    starts = int(record["Restarts"]) + 1
+    assert starts >= 3, record
+
+    log = (cluster / "logs/digits/noise0.1/seed0/train.log").read_text()
+    requeued = re.findall(r"after epoch (\d+) of training: the next epoch may not fit in the (\d+) s left.*"
+                          r"goes back in the queue", log)
+    resumed = [int(e) for e in re.findall(r"resuming after epoch (\d+) of training", log)]
+    assert len(requeued) == len(resumed) == starts - 1, log[-3000:]
+    assert resumed == [int(epoch) for epoch, _ in requeued]  # each start resumes where the last stopped
+    # every epoch trained once, none repeated: each start stopped cleanly before its limit
+    assert [int(e) for e in re.findall(r"epoch (\d+)/\d+ loss", log)] == list(range(1, LONG_EPOCHS + 1))
+
+    # the result of the uninterrupted training, bit for bit
+    timing = ["seconds", "eval_seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(local / LONG_TARGET).drop(columns=timing),
+                                  pd.read_csv(cluster / LONG_TARGET).drop(columns=timing))
+    a, b = np.load(local / RUN / "train_history.npz"), np.load(cluster / RUN / "train_history.npz")
+    assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    for epoch in (1, int(requeued[0][0]), int(requeued[0][0]) + 1, LONG_EPOCHS):
+        x = torch.load(local / RUN / f"checkpoints/epoch{epoch}.pt", weights_only=True)["state_dict"]
+        y = torch.load(cluster / RUN / f"checkpoints/epoch{epoch}.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(x[k], y[k]) for k in x), epoch
+    assert not (cluster / RUN / ".train_resume").exists()

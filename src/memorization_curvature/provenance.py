@@ -41,6 +41,8 @@ OUTSIDE_RESULTS = {
     "score_ahead": ("chooses which process scores a checkpoint, by the key it stores beside the arrays unchanged",
                     {"Pool", "LocksUnavailable", "clear", "key_of", "save"}),
     "job_log": ("sends a job's messages to its log file", {"logging_to"}),
+    "time_limit": ("decides where a training stops for its SLURM time limit and resumes, not what it computes",
+                   {"for_job"}),
     "provenance": ("computes these digests when the workflow is planned", set()),
 }
 

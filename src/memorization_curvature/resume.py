@@ -1,13 +1,16 @@
-"""Resumable training: a state after every epoch, kept where Snakemake does not delete it.
+"""Resumable jobs: what a job's trainings have done, kept where Snakemake does not delete it.
 
 Snakemake deletes the declared outputs of an interrupted job before it runs the job again, which
-would throw away every per-epoch checkpoint. So after each epoch the training job also keeps, in a
-folder beside its outputs that is not declared (``.train_resume/``): a hard link to the epoch's
-checkpoint (no extra disk), and the full training state (model, optimizer, random generator, the
-metrics and per-sample statistics so far). A rerun with the same fingerprint (parameters, input
-files' size and modification
-time, and the code that trains) puts the checkpoints back and continues with the next epoch; a state
-with any other fingerprint is never used.
+would throw away every per-epoch checkpoint. So a job that trains keeps, in a folder beside its
+outputs that is not declared (``.train_resume/`` for the training, ``.<output>.resume/`` for the
+others), a :class:`Progress`: after each epoch the full state of the training under way (model,
+optimizer, schedule, random generators, what the job records per epoch), the results of the job's
+trainings already finished (a cross-validation's folds, SSFT's halves), and hard links to the
+checkpoints written so far (no extra disk). A rerun with the same fingerprint (parameters, input
+files' size and modification time, and the code that trains) puts the checkpoints back and continues
+with the next epoch, exactly as the uninterrupted job would have; a state with any other fingerprint
+is never used. After each kept state, the job's SLURM time limit (if any) decides whether the next
+epoch still fits (:mod:`memorization_curvature.time_limit`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from . import io
 
@@ -41,6 +45,12 @@ def fingerprint(params: dict, files, code: str) -> str:
     return digest.hexdigest()
 
 
+def folder_for(output: str | Path) -> Path:
+    """Where the job writing ``output`` keeps its progress: ``.<output's name>.resume/`` beside it."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.resume")
+
+
 def _keep(source: str | Path, target: Path) -> None:
     """``target`` becomes a hard link to ``source`` (a copy where links are not possible)."""
     target.unlink(missing_ok=True)
@@ -50,36 +60,93 @@ def _keep(source: str | Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def save(folder: Path, state: dict, checkpoint: str | Path) -> None:
-    """Keep the epoch's checkpoint and the state after it (the state written last, atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _keep(checkpoint, folder / f"epoch{state['epoch']}.pt")
-    io.save_torch(folder / STATE, state)
+class Progress:
+    """A job's trainings, each named (``training``, ``fold2``, ``half0_finetune``), resumable.
 
+    :meth:`epoch_done` keeps the state after an epoch of the training under way (and the epoch's
+    checkpoint, if any); :meth:`finish` keeps a finished training's result; :meth:`resumed` and
+    :meth:`finished` give them back after a restart. ``time_limit`` (a
+    :class:`memorization_curvature.time_limit.SlurmTimeLimit` or None) is asked after each kept state.
+    """
 
-def load(folder: Path, expected: str, checkpoints) -> dict | None:
-    """The kept state if it has the expected fingerprint, with its checkpoints put back; else None."""
-    path = folder / STATE
-    if not path.exists():
-        return None
-    try:
-        state = io.load_torch(path)
-    except Exception as error:  # noqa: BLE001 - a broken state is simply not used
-        log.warning("ignoring unreadable training state %s (%s); training from the start", path, error)
-        return None
-    if state.get("fingerprint") != expected:
-        log.warning("ignoring training state %s: made with other parameters, inputs or code", path)
-        return None
-    kept = [folder / f"epoch{e}.pt" for e in range(1, state["epoch"] + 1)]
-    if state["epoch"] > len(checkpoints) or not all(p.exists() for p in kept):
-        log.warning("ignoring training state %s: its checkpoints are incomplete", path)
-        return None
-    for source, target in zip(kept, checkpoints):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        _keep(source, Path(target))
-    log.info("resuming after epoch %d from %s", state["epoch"], path)
-    return state
+    def __init__(self, folder: str | Path, expected: str, time_limit=None):
+        self.folder, self.expected, self.time_limit = Path(folder), expected, time_limit
+        self.state = self._load() or {"fingerprint": expected, "finished": {}, "training": None}
 
+    def _load(self) -> dict | None:
+        path = self.folder / STATE
+        if not path.exists():
+            return None
+        try:
+            state = io.load_torch(path)
+        except Exception as error:  # noqa: BLE001 - a broken state is simply not used
+            log.warning("ignoring unreadable training state %s (%s); training from the start", path, error)
+            return None
+        if state.get("fingerprint") != self.expected:
+            log.warning("ignoring training state %s: made with other parameters, inputs or code", path)
+            return None
+        training = state["training"]
+        kept = [self.folder / f"epoch{e}.pt" for e in range(1, training["epoch"] + 1)] if training and training.get(
+            "checkpoints") else []
+        if not all(p.exists() for p in kept):
+            log.warning("ignoring training state %s: its checkpoints are incomplete", path)
+            return None
+        done = ", ".join(state["finished"]) or "none"
+        where = f"epoch {training['epoch']} of {training['name']}" if training else "the last finished training"
+        log.info("resuming after %s from %s (trainings finished: %s)", where, path, done)
+        return state
 
-def clear(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    def finished(self, name: str) -> dict | None:
+        """The result :meth:`finish` kept for training ``name``, or None."""
+        return self.state["finished"].get(name)
+
+    def resumed(self, name: str) -> dict | None:
+        """The state after the last epoch kept of training ``name`` (to pass to ``training.train`` as
+        ``resume``, with what the job kept beside it), or None."""
+        training = self.state["training"]
+        return training if training is not None and training["name"] == name else None
+
+    def restore_checkpoints(self, checkpoints: Sequence[str | Path]) -> None:
+        """Put the kept checkpoints of the training under way back where the job writes them."""
+        training = self.state["training"]
+        epochs = training["epoch"] if training and training.get("checkpoints") else 0
+        if epochs > len(checkpoints):
+            raise ValueError(f"{epochs} checkpoints kept for {len(checkpoints)} paths")
+        for epoch, target in zip(range(1, epochs + 1), checkpoints):
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            _keep(self.folder / f"epoch{epoch}.pt", Path(target))
+
+    def epoch_done(self, name: str, training_state: dict, *, more: bool, checkpoint: str | Path | None = None,
+                   recorded: dict | None = None) -> None:
+        """Keep the state after an epoch of training ``name`` (``training_state``: what ``training.train``
+        hands ``on_state``, with anything else the job must resume from), the epoch's ``checkpoint`` and
+        what the job ``recorded`` of this epoch alone (tensors, kept in a file of their own, so that an
+        epoch's state costs the same at the last epoch as at the first: :meth:`recorded`);
+        ``more``: another epoch of this job follows (then the time limit is asked)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        epoch = training_state["epoch"]
+        # the epoch's files first: a state never names a file not kept
+        if checkpoint is not None:
+            _keep(checkpoint, self.folder / f"epoch{epoch}.pt")
+        if recorded is not None:
+            io.save_torch(self.folder / f"{name}_recorded{epoch}.pt", recorded)
+        self.state["training"] = {**training_state, "name": name, "checkpoints": checkpoint is not None}
+        io.save_torch(self.folder / STATE, self.state)
+        if more and self.time_limit is not None:
+            self.time_limit.after_epoch(f"epoch {training_state['epoch']} of {name}")
+
+    def recorded(self, name: str) -> list[dict]:
+        """What :meth:`epoch_done` kept as ``recorded`` for each epoch of training ``name`` resumed."""
+        training = self.resumed(name)
+        return [io.load_torch(self.folder / f"{name}_recorded{e}.pt") for e in range(1, training["epoch"] + 1)] \
+            if training else []
+
+    def finish(self, name: str, result: dict) -> None:
+        """Keep the result of the finished training ``name``; the next training starts from its start."""
+        self.state["finished"][name] = result
+        self.state["training"] = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        io.save_torch(self.folder / STATE, self.state)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -181,7 +181,7 @@ def train(
     trained weights, are the same. Augmentation (shifts padded with black, flips) runs on the device.
 
     Resuming: after ``on_epoch_end``, ``on_state`` receives the complete training state (epoch, model,
-    optimizer, learning-rate schedule, random generator); passing such a state back as ``resume``
+    optimizer, learning-rate schedule, random generators); passing such a state back as ``resume``
     continues with the next epoch exactly as the uninterrupted run would have.
     """
     generator = torch.Generator().manual_seed(config.seed)
@@ -201,6 +201,7 @@ def train(
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])  # what a model drawing random numbers (dropout) continues from
         first_epoch = resume["epoch"] + 1
     n = len(train_x)
     for epoch in range(first_epoch, config.epochs + 1):
@@ -232,16 +233,18 @@ def train(
         on_epoch_end(epoch, model, metrics, train_logits)
         if on_state is not None:
             on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "generator": generator.get_state()})
+                      "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                      "torch_rng": torch.get_rng_state()})
     model.to(memory_format=torch.contiguous_format)
 
 
 def train_subset(model: nn.Module, prepared, labels: torch.Tensor, index, config: TrainConfig, *,
                  device: torch.device, placement: str = "auto", workers: int = 2,
-                 on_epoch_end: EpochCallback | None = None) -> None:
+                 on_epoch_end: EpochCallback | None = None, resume: dict | None = None,
+                 on_state: Callable[[dict], None] | None = None) -> None:
     """Train ``model`` on the training samples of ``prepared`` at ``index`` with ``labels`` (one per
     training sample), tested on its test set: the extra trainings (cross-validation folds, SSFT's
-    halves, retraining after cleaning)."""
+    halves, retraining after cleaning), resumable like :func:`train`."""
     train(model, ImageSet.of(prepared, "train").subset(index), labels[index], ImageSet.of(prepared, "test"),
           torch.from_numpy(prepared.test_labels), config, device=device, placement=placement, workers=workers,
-          on_epoch_end=on_epoch_end or (lambda *args: None))
+          on_epoch_end=on_epoch_end or (lambda *args: None), resume=resume, on_state=on_state)

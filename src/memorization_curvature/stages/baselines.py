@@ -27,12 +27,14 @@ def history_baselines(labels_path: str, history_path: str, output: str, *, metho
 
 
 def crossval_probabilities(data_path: str, labels_path: str, output: str, *, folds: int, seed: int, recipe: dict,
-                           device: str, threads: int, placement: str = "auto", loader_workers: int = 2) -> None:
+                           device: str, threads: int, placement: str = "auto", loader_workers: int = 2,
+                           code: str = "", time_limit=None) -> None:
     """Out-of-sample softmax probabilities (N, K) of every training sample from k-fold training on the
-    given labels, each fold's model trained with the run's ``recipe`` on the other folds."""
+    given labels, each fold's model trained with the run's ``recipe`` on the other folds. Resumable after
+    every epoch of every fold (``code``, ``time_limit``: as for :func:`memorization_curvature.stages.train.train`)."""
     import torch
 
-    from .. import baselines, batches, data, models, training
+    from .. import baselines, batches, data, models, resume, training
 
     torch.set_num_threads(threads)
     prepared = data.load_prepared(data_path)
@@ -41,17 +43,29 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
     fold = baselines.fold_assignment(given.numpy(), folds, seed)
     probs = np.zeros((len(given), prepared.num_classes))
     dev = training.resolve_device(device)
+    progress = resume.Progress(resume.folder_for(output), resume.fingerprint(
+        {"recipe": recipe, "folds": folds, "seed": seed, "device": device}, [data_path, labels_path], code), time_limit)
     for f in range(folds):
+        held = np.flatnonzero(fold == f)
+        name = f"fold{f}"
+        if (finished := progress.finished(name)) is not None:
+            probs[held] = finished["probs"].numpy()
+            continue
         torch.manual_seed(seed * 1000 + f)
         model, _ = models.for_data(recipe["model"], prepared)
         config = training.TrainConfig.from_recipe(recipe, seed * 1000 + f)
-        training.train_subset(model, prepared, given, np.flatnonzero(fold != f), config, device=dev, **loading)
-        held = np.flatnonzero(fold == f)
+        training.train_subset(
+            model, prepared, given, np.flatnonzero(fold != f), config, device=dev, **loading,
+            resume=progress.resumed(name),
+            on_state=lambda state, name=name, last=f == folds - 1: progress.epoch_done(
+                name, state, more=not last or state["epoch"] < config.epochs))
         held_out = batches.DeviceImages(batches.ImageSet.of(prepared, "train").subset(held), dev, **loading)
         probs[held] = torch.softmax(training.predict_logits(model, held_out), 1).double().numpy()
+        progress.finish(name, {"probs": torch.from_numpy(probs[held])})
         log.info("fold %d/%d: trained on %d, predicted %d held-out samples", f + 1, folds, len(given) - len(held),
                  len(held))
     io.save_npz(output, probs=probs, fold=fold)
+    progress.clear()
 
 
 def confident_learning(labels_path: str, probs_path: str, output: str) -> None:
@@ -68,12 +82,13 @@ def confident_learning(labels_path: str, probs_path: str, output: str) -> None:
 
 
 def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: dict, device: str, threads: int,
-         placement: str = "auto", loader_workers: int = 2) -> None:
+         placement: str = "auto", loader_workers: int = 2, code: str = "", time_limit=None) -> None:
     """SSFT (Maini et al. 2022), both halves: train on one half, fine-tune on the other, and record when
-    each first-half sample is first misclassified during fine-tuning."""
+    each first-half sample is first misclassified during fine-tuning. Resumable after every epoch of
+    its four trainings (``code``, ``time_limit``: as for :func:`memorization_curvature.stages.train.train`)."""
     import torch
 
-    from .. import baselines, batches, data, models, training
+    from .. import baselines, batches, data, models, resume, training
 
     torch.set_num_threads(threads)
     prepared = data.load_prepared(data_path)
@@ -84,12 +99,25 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
     epochs = recipe["epochs"]
     first_forgotten = np.full(len(given), epochs + 1)
     dev = training.resolve_device(device)
+    progress = resume.Progress(resume.folder_for(output), resume.fingerprint(
+        {"recipe": recipe, "seed": seed, "device": device}, [data_path, labels_path], code), time_limit)
     for first in (0, 1):
         learn, finetune = np.flatnonzero(half == first), np.flatnonzero(half != first)
+        learning, finetuning = f"half{first}_learn", f"half{first}_finetune"
+        if (finished := progress.finished(finetuning)) is not None:
+            first_forgotten[learn] = finished["first_forgotten"].numpy()
+            continue
         torch.manual_seed(seed * 1000 + 10 + first)
         model, _ = models.for_data(recipe["model"], prepared)
-        config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 10 + first)
-        training.train_subset(model, prepared, given, learn, config, device=dev, **loading)
+        if (learned_model := progress.finished(learning)) is None:
+            config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 10 + first)
+            training.train_subset(
+                model, prepared, given, learn, config, device=dev, **loading, resume=progress.resumed(learning),
+                on_state=lambda state, name=learning: progress.epoch_done(name, state, more=True))
+            progress.finish(learning, {"model": model.state_dict(), "torch_rng": torch.get_rng_state()})
+        else:
+            model.load_state_dict(learned_model["model"])
+            torch.set_rng_state(learned_model["torch_rng"])
         learned = batches.DeviceImages(images.subset(learn), dev, **loading)
 
         def record(epoch, net, metrics, logits, learn=learn, learned=learned):
@@ -97,13 +125,22 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             newly = wrong & (first_forgotten[learn] > epochs)
             first_forgotten[learn[newly]] = epoch
 
+        def keep(state, name=finetuning, learn=learn, last=first == 1):
+            state["first_forgotten"] = torch.from_numpy(first_forgotten[learn].copy())
+            progress.epoch_done(name, state, more=not last or state["epoch"] < epochs)
+
+        if (resumed := progress.resumed(finetuning)) is not None:
+            first_forgotten[learn] = resumed["first_forgotten"].numpy()
         # fine-tuning draws its own order from the run's seed (no model built, no global reseeding)
         config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 20 + first)
-        training.train_subset(model, prepared, given, finetune, config, device=dev, on_epoch_end=record, **loading)
+        training.train_subset(model, prepared, given, finetune, config, device=dev, on_epoch_end=record,
+                              resume=resumed, on_state=keep, **loading)
+        progress.finish(finetuning, {"first_forgotten": torch.from_numpy(first_forgotten[learn].copy())})
         log.info("half %d: forgotten during fine-tuning: %d of %d", first, (first_forgotten[learn] <= epochs).sum(),
                  len(learn))
     io.save_csv(output, pd.DataFrame({"index": np.arange(len(given)),
                                       "ssft": baselines.ssft_score(first_forgotten, epochs)}))
+    progress.clear()
 
 
 def compare(table_path: str, baseline_paths: Sequence[str], output: str, metrics_path: str, *, roc: str,

@@ -54,24 +54,36 @@ def clean_labels(labels_path: str, scores_path: str, history_path: str, output: 
 
 
 def retrain(data_path: str, cleaned_path: str, output: str, *, seed: int, recipe: dict, device: str, threads: int,
-            placement: str = "auto", loader_workers: int = 2) -> None:
-    """Train the run's ``recipe`` (same seed) on the cleaned labels; the test accuracy after each epoch."""
+            placement: str = "auto", loader_workers: int = 2, code: str = "", time_limit=None) -> None:
+    """Train the run's ``recipe`` (same seed) on the cleaned labels; the test accuracy after each epoch.
+    Resumable after every epoch (``code``, ``time_limit``: as for :func:`memorization_curvature.stages.train.train`)."""
     import torch
 
-    from .. import cleaning, data, models, training
+    from .. import cleaning, data, models, resume, training
 
     torch.set_num_threads(threads)
     prepared = data.load_prepared(data_path)
     table = pd.read_csv(cleaned_path).sort_values("index", ignore_index=True)
     torch.manual_seed(seed)
     model, _ = models.for_data(recipe["model"], prepared)
-    accuracy = []
+    config = training.TrainConfig.from_recipe(recipe, seed)
+    progress = resume.Progress(resume.folder_for(output), resume.fingerprint(
+        {"recipe": recipe, "seed": seed, "device": device}, [data_path, cleaned_path], code), time_limit)
+    state = progress.resumed("training")
+    accuracy = [] if state is None else list(state["test_acc"])
+
+    def keep(training_state):
+        training_state["test_acc"] = list(accuracy)
+        progress.epoch_done("training", training_state, more=training_state["epoch"] < config.epochs)
+
     training.train_subset(model, prepared, torch.tensor(table["label"].to_numpy()),
-                          np.flatnonzero(table["keep"].to_numpy(bool)), training.TrainConfig.from_recipe(recipe, seed),
+                          np.flatnonzero(table["keep"].to_numpy(bool)), config,
                           device=training.resolve_device(device), placement=placement, workers=loader_workers,
-                          on_epoch_end=lambda epoch, net, metrics, logits: accuracy.append(float(metrics["test_acc"])))
+                          on_epoch_end=lambda epoch, net, metrics, logits: accuracy.append(float(metrics["test_acc"])),
+                          resume=state, on_state=keep)
     io.save_json(output, {**cleaning.result_row(table), "test_acc": accuracy[-1], "test_acc_per_epoch": accuracy})
     log.info("trained on %d samples: test accuracy %.4f", int(table["keep"].sum()), accuracy[-1])
+    progress.clear()
 
 
 def cleaning_table(labels_path: str, train_metrics_path: str, result_paths: Sequence[str], output: str, *,

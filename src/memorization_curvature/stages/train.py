@@ -28,12 +28,14 @@ def train(
     placement: str = "auto",
     loader_workers: int = 2,
     code: str = "",
+    time_limit=None,
 ) -> None:
     """Train the dataset's ``recipe`` on the given labels and write ``checkpoints[e - 1]`` after epoch e,
     per-epoch metrics, and per-sample statistics of every epoch for the peer methods (arrays (E, N), see
     :func:`memorization_curvature.epoch_statistics.epoch_statistics`) with ``mean_probs`` (N, K), the
     softmax averaged over the epochs' evaluation passes. ``code``: the digest of the code that trains
-    (the rule's), part of what a saved training state must match to be resumed."""
+    (the rule's), part of what a saved training state must match to be resumed; ``time_limit``: the
+    SLURM job's (:mod:`memorization_curvature.time_limit`), asked after every epoch but the last."""
     import torch
 
     from .. import batches, checkpoints as checkpoint_files, data, epoch_statistics, models, resume, training
@@ -52,18 +54,21 @@ def train(
     rows: list[dict] = []
     history: dict[str, list[np.ndarray]] = {}
     given = labels["given_label"].to_numpy()
-    resume_folder = Path(metrics_path).parent / ".train_resume"
-    expected = resume.fingerprint(
-        {"model": model_name, "config": config.__dict__, "device": device},
-        [data_path, labels_path],
-        code,
+    progress = resume.Progress(
+        Path(metrics_path).parent / ".train_resume",
+        resume.fingerprint({"model": model_name, "config": config.__dict__, "device": device},
+                           [data_path, labels_path], code),
+        time_limit,
     )
     # softmax of every epoch's evaluation pass over the training set, summed: the suggested labels
     probs_sum = np.zeros((len(given), prepared.num_classes))
-    state = resume.load(resume_folder, expected, checkpoints)
+    state = progress.resumed("training")
     if state is not None:
+        progress.restore_checkpoints(checkpoints)
         rows = state["rows"]
-        history = {key: [v.numpy() for v in values] for key, values in state["history"].items()}
+        for recorded in progress.recorded("training"):
+            for key, values in recorded.items():
+                history.setdefault(key, []).append(values.numpy())
         probs_sum = state["probs_sum"].numpy()
 
     def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
@@ -74,13 +79,10 @@ def train(
         probs_sum[:] += epoch_statistics.softmax(train_logits.numpy())
 
     def on_state(training_state: dict) -> None:
-        training_state.update(
-            fingerprint=expected,
-            rows=rows,
-            history={key: [torch.from_numpy(v) for v in values] for key, values in history.items()},
-            probs_sum=torch.from_numpy(probs_sum.copy()),
-        )
-        resume.save(resume_folder, training_state, checkpoints[training_state["epoch"] - 1])
+        epoch = training_state["epoch"]
+        training_state.update(rows=rows, probs_sum=torch.from_numpy(probs_sum.copy()))
+        progress.epoch_done("training", training_state, more=epoch < config.epochs, checkpoint=checkpoints[epoch - 1],
+                            recorded={key: torch.from_numpy(values[-1]) for key, values in history.items()})
 
     training.train(
         model,
@@ -100,4 +102,4 @@ def train(
     io.save_csv(metrics_path, pd.DataFrame(rows))
     io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()},
                 mean_probs=probs_sum / len(rows))
-    resume.clear(resume_folder)
+    progress.clear()
