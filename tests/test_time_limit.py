@@ -321,3 +321,39 @@ def test_the_start_of_the_job_does_not_count_as_an_epoch():
         slurm.now += 2.0 + epoch / 10
         limit.after_epoch(f"epoch {epoch}")
     assert limit.longest_epoch == pytest.approx(2.4)
+
+
+def test_a_time_left_over_a_year_is_not_read_as_none_left():
+    # squeue writes INVALID for a time left above 365 days as well as below zero (squeue's _print_secs)
+    slurm = Slurm(record=RECORD.replace("TimeLimit=00:01:00", "TimeLimit=400-00:00:00 RunTime=00:00:10"),
+                  limit=400 * 86400.0)
+    slurm.run = lambda command, run=slurm.run: (subprocess.CompletedProcess(command, 0, "INVALID\n", "")
+                                                 if command[0] == "squeue" else run(command))
+    limit = slurm.limit_for()
+    for epoch in range(1, 10):
+        slurm.now += 8.0
+        limit.after_epoch(f"epoch {epoch}")
+    assert ["scontrol", "requeue", JOB] not in slurm.commands
+
+
+def test_an_array_task_is_named_by_its_array_and_task(monkeypatch, tmp_path):
+    # the array task started last has SLURM_JOB_ID equal to the array's id: that bare id names every task
+    # of the array to scontrol and squeue (scontrol requeue 42 would requeue the whole array)
+    calls = tmp_path / "calls"
+    for command, answer in (("scontrol", RECORD), ("squeue", "0:47")):
+        (tmp_path / command).write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\necho '{answer}'\n")
+        (tmp_path / command).chmod(0o755)
+    monkeypatch.setenv("SLURM_JOB_ID", JOB)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", JOB)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with time_limit.for_job(script_object("train")) as limit:
+        assert limit.job_id == "42_3"
+    assert calls.read_text().split("\n")[:2] == ["-o show job 42_3", "-h -j 42_3 -o %L"]
+
+
+def test_a_time_left_below_zero_is_none_left():
+    slurm = Slurm(record=RECORD.replace("TimeLimit=00:01:00", "TimeLimit=00:01:00 RunTime=00:01:05"))
+    limit = slurm.limit_for()
+    slurm.now = 65.0
+    assert limit._time_left() == 0.0

@@ -49,7 +49,8 @@ class OutOfTime(RuntimeError):
 
 def seconds_of(slurm_time: str) -> float | None:
     """Seconds in SLURM's time format (``[D-]HH:MM:SS``, ``HH:MM:SS``, ``MM:SS``); None for
-    ``UNLIMITED`` and ``NOT_SET``; 0 for ``INVALID`` (SLURM's word for a time left below zero)."""
+    ``UNLIMITED`` and ``NOT_SET``; 0 for ``INVALID`` (SLURM's word for a time left below zero, and
+    squeue's for one above 365 days as well: :meth:`SlurmTimeLimit._time_left` tells them apart)."""
     text = slurm_time.strip()
     if text in ("UNLIMITED", "NOT_SET", "Partition_Limit"):
         return None
@@ -101,7 +102,16 @@ class SlurmTimeLimit:
         done = self._run(["squeue", "-h", "-j", self.job_id, "-o", "%L"])
         if done.returncode != 0 or not done.stdout.strip():
             raise RuntimeError(f"squeue -j {self.job_id} -o %L failed: {done.stderr.strip() or 'no output'}")
-        left = seconds_of(done.stdout.strip().splitlines()[0])
+        text = done.stdout.strip().splitlines()[0].strip()
+        if text == "INVALID":
+            # squeue writes INVALID for a time left above 365 days as well as below zero: the job's
+            # record tells them apart (its limit and the time it has run)
+            record = self._record()
+            limit, run = seconds_of(record.get("TimeLimit", "UNLIMITED")), record.get("RunTime", "INVALID")
+            if limit is None:
+                return float("inf")
+            return 0.0 if run == "INVALID" else max(limit - seconds_of(run), 0.0)
+        left = seconds_of(text)
         return float("inf") if left is None else left
 
     def describe(self) -> str:
@@ -160,6 +170,11 @@ def for_job(snakemake) -> Iterator[SlurmTimeLimit | None]:
     if not job_id:
         yield None
         return
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        # a task of a job array (--slurm-array-jobs): the task started last has the array's id as its own
+        # job id, which names every task of the array to scontrol and squeue (a requeue would requeue
+        # them all); <array>_<task> names this task alone
+        job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     try:
         limit = SlurmTimeLimit(job_id, snakemake.rule)
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
