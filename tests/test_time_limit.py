@@ -182,7 +182,7 @@ def test_a_limit_that_cannot_be_read_is_logged(monkeypatch, tmp_path, caplog):
 
 # --- every training job, stopped before a limit again and again, ends as an uninterrupted one ---
 
-RECIPE = dict(model="small_cnn", epochs=3, batch_size=32, lr=0.01, momentum=0.9, weight_decay=0.0,
+RECIPE = dict(model="small_cnn", epochs=3, batch_size=64, lr=0.01, momentum=0.9, weight_decay=0.0,
               lr_milestones=[0.6, 0.8], lr_gamma=0.1, augment_shift=1, augment_flip=False, bf16=True)
 
 
@@ -193,7 +193,8 @@ class StopEvery:
     def __init__(self, epochs):
         self.epochs, self.seen = epochs, []
 
-    def after_epoch(self, done):
+    def after_epoch(self, done, seconds):
+        assert seconds > 0  # the epoch's own time reaches the time limit
         self.seen.append(done)
         if len(self.seen) == self.epochs:
             raise time_limit.OutOfTime(f"stopping after {done}")
@@ -251,7 +252,7 @@ def both_ways(run, tmp_path, job, outputs, epochs_per_start):
 def test_crossval_stopped_in_every_fold_gives_the_same_probabilities(run, tmp_path):
     def job(folder, limit):
         baselines.crossval_probabilities(run / "data.npz", run / "labels.csv", folder / "probs.npz", folds=3, seed=0,
-                                         recipe=RECIPE, device="cpu", threads=2, code="c", time_limit=limit)
+                                         recipe=RECIPE, device="cpu", threads=1, code="c", time_limit=limit)
     starts = both_ways(run, tmp_path, job, ["probs.npz"], 2)
     # 3 folds of 3 epochs, asked after each epoch but the job's last: stops inside and between folds
     assert [s[-1] if s else None for s in starts] == ["epoch 2 of fold0", "epoch 1 of fold1", "epoch 3 of fold1",
@@ -261,7 +262,7 @@ def test_crossval_stopped_in_every_fold_gives_the_same_probabilities(run, tmp_pa
 def test_ssft_stopped_in_each_of_its_trainings_gives_the_same_scores(run, tmp_path):
     def job(folder, limit):
         baselines.ssft(run / "data.npz", run / "labels.csv", folder / "ssft.csv", seed=0, recipe=RECIPE, device="cpu",
-                       threads=2, code="c", time_limit=limit)
+                       threads=1, code="c", time_limit=limit)
     starts = both_ways(run, tmp_path, job, ["ssft.csv"], 2)
     assert [s[-1] if s else None for s in starts] == ["epoch 2 of half0_learn", "epoch 1 of half0_finetune",
                                        "epoch 3 of half0_finetune", "epoch 2 of half1_learn",
@@ -271,7 +272,7 @@ def test_ssft_stopped_in_each_of_its_trainings_gives_the_same_scores(run, tmp_pa
 def test_retrain_stopped_gives_the_same_accuracies(run, tmp_path):
     def job(folder, limit):
         cleaning.retrain(run / "data.npz", run / "cleaned.csv", folder / "result.json", seed=0, recipe=RECIPE,
-                         device="cpu", threads=2, code="c", time_limit=limit)
+                         device="cpu", threads=1, code="c", time_limit=limit)
     starts = both_ways(run, tmp_path, job, ["result.json"], 1)
     assert starts == [["epoch 1 of training"], ["epoch 2 of training"], []]
 
@@ -281,7 +282,7 @@ def test_training_stopped_after_every_epoch_gives_the_same_checkpoints(run, tmp_
 
     def job(folder, limit):
         train.train(run / "data.npz", run / "labels.csv", [folder / f"epoch{e}.pt" for e in range(1, epochs + 1)],
-                    folder / "metrics.csv", folder / "history.npz", recipe=RECIPE, seed=0, device="cpu", threads=2,
+                    folder / "metrics.csv", folder / "history.npz", recipe=RECIPE, seed=0, device="cpu", threads=1,
                     code="c", time_limit=limit)
     starts = both_ways(run, tmp_path, job, [f"epoch{e}.pt" for e in range(1, epochs + 1)] + ["metrics.csv", "history.npz"], 1)
     assert len(starts) == epochs  # one epoch per start; the last start is not asked after its last epoch
@@ -314,13 +315,29 @@ def test_a_requeued_job_logs_after_the_log_of_its_earlier_starts(monkeypatch, tm
 def test_the_start_of_the_job_does_not_count_as_an_epoch():
     slurm = Slurm(limit=600.0)
     limit = slurm.limit_for()
-    slurm.now += 30.0  # imports, data, model and the first epoch
-    limit.after_epoch("epoch 1")
-    assert limit.longest_epoch == 30.0
-    for epoch in range(2, 5):
-        slurm.now += 2.0 + epoch / 10
-        limit.after_epoch(f"epoch {epoch}")
-    assert limit.longest_epoch == pytest.approx(2.4)
+    slurm.now += 300.0  # imports, data, model, then an epoch of 60 s
+    limit.after_epoch("epoch 1", 60.0)
+    assert limit.longest_epoch == 60.0  # 240 s left: another epoch fits
+    assert ["scontrol", "requeue", JOB] not in slurm.commands
+    for epoch in range(2, 4):
+        slurm.now += 61.0 + epoch  # the epochs' own time and the state written after each
+        limit.after_epoch(f"epoch {epoch}", 60.0)
+    assert limit.longest_epoch == 64.0
+    slurm = Slurm(limit=600.0)  # without the epoch's own time, the whole interval counts
+    unknown = slurm.limit_for()
+    slurm.now += 300.0
+    with pytest.raises(time_limit.OutOfTime, match="was requeued after epoch 1"):
+        unknown.after_epoch("epoch 1")
+
+
+def test_ssft_keeps_the_learned_weights_not_the_fine_tuned_ones(run, tmp_path):
+    stopped = StopEvery(RECIPE["epochs"] + 2)  # after fine-tuning's second epoch of the first half
+    with pytest.raises(time_limit.OutOfTime, match="epoch 2 of half0_finetune"):
+        baselines.ssft(run / "data.npz", run / "labels.csv", tmp_path / "ssft.csv", seed=0, recipe=RECIPE,
+                       device="cpu", threads=1, code="c", time_limit=stopped)
+    state = torch.load(tmp_path / ".ssft.csv.resume/state.pt", weights_only=True)
+    learned, tuned = state["finished"]["half0_learn"]["model"], state["training"]["model"]
+    assert any(not torch.equal(learned[k], tuned[k]) for k in learned if learned[k].is_floating_point())
 
 
 def test_a_time_left_over_a_year_is_not_read_as_none_left():

@@ -133,7 +133,7 @@ class Progress:
         self.state["training"] = {**training_state, "name": name, "checkpoints": checkpoint is not None}
         io.save_torch(self.folder / STATE, self.state)
         if more and self.time_limit is not None:
-            self.time_limit.after_epoch(f"epoch {training_state['epoch']} of {name}")
+            self.time_limit.after_epoch(f"epoch {epoch} of {name}", training_state.get("epoch_seconds"))
 
     def recorded(self, name: str) -> list[dict]:
         """What :meth:`epoch_done` kept as ``recorded`` for each epoch of training ``name`` resumed."""

@@ -123,14 +123,16 @@ class SlurmTimeLimit:
                 f"left of its {self.limit:.0f} s limit; when the next epoch may not fit, the job keeps its state "
                 f"and {plan}")
 
-    def after_epoch(self, done: str) -> None:
-        """Called once the state after an epoch (``done``, e.g. "epoch 3 of fold 2") is kept and another
-        epoch follows: return if the next epoch fits, else requeue this job (or stop with an error)."""
+    def after_epoch(self, done: str, seconds: float | None = None) -> None:
+        """Called once the state after an epoch (``done``, e.g. "epoch 3 of fold 2"; ``seconds``: how long
+        the epoch itself took, if known) is kept and another epoch follows: return if the next epoch
+        fits, else requeue this job (or stop with an error)."""
         now = self._clock()
-        # the first interval also holds the job's start (imports, data, model): once epochs alone are
-        # timed, they decide
-        self._epochs.append(now - self._last)
-        self.longest_epoch = max(self._epochs[1:] or self._epochs)
+        interval = now - self._last
+        # the first interval of a start also holds the job's start (imports, data, model): the epoch's
+        # own time stands for it where it is known
+        self._epochs.append(interval if self._epochs or seconds is None else seconds)
+        self.longest_epoch = max(self._epochs)
         self._last = now
         if self._deadline is None:
             return

@@ -234,7 +234,7 @@ def train(
         if on_state is not None:
             on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state()})
+                      "torch_rng": torch.get_rng_state(), "epoch_seconds": time.perf_counter() - started})
     model.to(memory_format=torch.contiguous_format)
 
 

@@ -114,7 +114,9 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             training.train_subset(
                 model, prepared, given, learn, config, device=dev, **loading, resume=progress.resumed(learning),
                 on_state=lambda state, name=learning: progress.epoch_done(name, state, more=True))
-            progress.finish(learning, {"model": model.state_dict(), "torch_rng": torch.get_rng_state()})
+            # a copy: the live weights go on to be fine-tuned
+            progress.finish(learning, {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                                       "torch_rng": torch.get_rng_state()})
         else:
             model.load_state_dict(learned_model["model"])
             torch.set_rng_state(learned_model["torch_rng"])
