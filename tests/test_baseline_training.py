@@ -22,7 +22,7 @@ def run(tmp_path_factory):
 
 def test_ssft_finds_corrupted_labels(run):
     baselines.ssft(run / "data.npz", run / "labels.csv", run / "ssft.csv", seed=0, recipe=RECIPE, device="cpu",
-                   threads=2)
+                   threads=1)
     scores = pd.read_csv(run / "ssft.csv")
     labels = pd.read_csv(run / "labels.csv")
     assert scores["ssft"].between(0, RECIPE["epochs"]).all()
@@ -31,7 +31,7 @@ def test_ssft_finds_corrupted_labels(run):
 
 def test_crossval_probabilities_are_out_of_sample(run):
     baselines.crossval_probabilities(run / "data.npz", run / "labels.csv", run / "probs.npz", folds=3, seed=0,
-                                     recipe=RECIPE, device="cpu", threads=2)
+                                     recipe=RECIPE, device="cpu", threads=1)
     arrays = io.load_npz(run / "probs.npz")
     labels = pd.read_csv(run / "labels.csv")
     np.testing.assert_allclose(arrays["probs"].sum(1), 1.0, rtol=1e-5)

@@ -170,7 +170,8 @@ def test_float64_propagation_is_the_finite_difference_on_trained_networks(digits
 @pytest.mark.parametrize("epoch", [3, 12])
 def test_bf16_ranks_like_float64_on_the_trained_digits_checkpoints(digits_checkpoints, epoch):
     kept, x, y = digits_checkpoints
-    assert spearman_of_bf16_against_float64(copy.deepcopy(kept[epoch]), x, y) >= 0.999
+    # 600 of the 1,437 training samples: the float64 reference is the cost
+    assert spearman_of_bf16_against_float64(copy.deepcopy(kept[epoch]), x[:600], y[:600]) >= 0.999
 
 
 def test_bf16_ranks_like_float64_on_a_trained_resnet18(trained_resnet18):
