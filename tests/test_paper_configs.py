@@ -2,11 +2,10 @@
 
 import re
 import shutil
-from pathlib import Path
 
-import pytest
+import yaml
 
-from dataset_files import write_cifar10, write_cifar100, write_mnist
+from dataset_files import write_cifar10
 from workflow_helpers import REPO, snakemake
 
 CONFIGS = sorted((REPO / "configs" / "paper").glob("*.yaml"))
@@ -17,23 +16,20 @@ def job_counts(text):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_paper_config_dry_run(tmp_path, config):
-    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    # the dry run checks that the dataset's files are there (not their content)
-    {"cifar10": write_cifar10, "cifar100": write_cifar100}.get(config.stem, lambda root: None)(tmp_path / "data")
-    write_mnist(tmp_path / "data", "MNIST", n_train=2, n_test=2)
-    write_mnist(tmp_path / "data", "FashionMNIST", n_train=2, n_test=2)
-    counts = job_counts(snakemake(tmp_path, "-n", "--configfile", str(config)))
-    runs = 4 * 3  # noise rates 1, 2, 5, 10 % and seeds 1-3
-    assert counts == {"prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs,
-                      "evaluate": runs, "figure_grids": runs, "figure_scores": runs, "figure_dynamics": runs,
-                      "history_baselines": runs, "crossval": runs, "confident_learning": runs,
-                      "compare_methods": runs, "find_duplicates": runs, "aggregate": 1, "summary_figures": 1,
-                      "methods_summary": 1, "all": 1,
-                      # cleaning by curvature at the run's noise rate, the unchanged control and the oracle
-                      "suspects": runs, "clean_labels": 3 * runs, "retrain": 3 * runs, "cleaning_table": runs,
-                      "cleaning_summary": 1}
+def with_defaults(path):
+    """The configuration ``path`` gives: config.yaml with the file's keys merged in, as Snakemake does."""
+    def merged(base, extra):
+        return {key: merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                else value for key, value in {**base, **extra}.items()}
+
+    return merged(yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(path.read_text()))
+
+
+def test_the_paper_configs_differ_in_their_dataset_only():
+    # so that the dry run below of one of them shows what each plans
+    configs = {path.stem: with_defaults(path) for path in CONFIGS}
+    assert {name: config["datasets"] for name, config in configs.items()} == {name: [name] for name in configs}
+    assert all({**config, "datasets": None} == {**configs["cifar10"], "datasets": None} for config in configs.values())
 
 
 def test_every_paper_dataset_has_a_config():
@@ -60,15 +56,26 @@ def scoring_groups(text):
     return groups
 
 
-def test_the_slurm_profile_scores_a_paper_run_in_a_handful_of_submissions(tmp_path):
+def test_a_paper_config_plans_its_runs_and_the_slurm_profile_scores_each_in_a_handful_of_submissions(tmp_path):
+    # the four configurations differ in their dataset only (above), and each dataset's files are read by
+    # tests/test_workflow_datasets.py: one of them planned here stands for all four
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    write_cifar10(tmp_path / "data")
+    write_cifar10(tmp_path / "data")  # the dry run checks that the dataset's files are there (not their content)
     out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "configs/paper/cifar10.yaml"),
                     "--workflow-profile", str(REPO / "profiles/slurm"), "--default-resources", "slurm_partition=gpu",
                     "slurm_account=lab", declared_only=("slurm",), timeout=300)
+    runs = 4 * 3  # noise rates 1, 2, 5, 10 % and seeds 1-3
+    assert job_counts(out) == {
+        "prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs, "evaluate": runs,
+        "figure_grids": runs, "figure_scores": runs, "figure_dynamics": runs, "history_baselines": runs,
+        "crossval": runs, "confident_learning": runs, "compare_methods": runs, "find_duplicates": runs,
+        "aggregate": 1, "summary_figures": 1, "methods_summary": 1, "all": 1,
+        # cleaning by curvature at the run's noise rate, the unchanged control and the oracle
+        "suspects": runs, "clean_labels": 3 * runs, "retrain": 3 * runs, "cleaning_table": runs,
+        "cleaning_summary": 1}
     groups = scoring_groups(out)
-    runs = {f"scoring_cifar10_noise{rate}_{seed}" for rate in ("0.01", "0.02", "0.05", "0.1") for seed in (1, 2, 3)}
-    assert {name for name, _ in groups} == runs
-    # each run's 200 checkpoints in 5 submissions of 40 (the profile's group-components)
-    assert len(groups) == 5 * len(runs) and {size for _, size in groups} == {40}
-    assert job_counts(out)["score"] == 2400  # still one job (and one output) per checkpoint
+    names = {f"scoring_cifar10_noise{rate}_{seed}" for rate in ("0.01", "0.02", "0.05", "0.1") for seed in (1, 2, 3)}
+    assert {name for name, _ in groups} == names
+    # each run's 200 checkpoints in 5 submissions of 40 (the profile's group-components), each checkpoint
+    # still one job (and one output)
+    assert len(groups) == 5 * runs and {size for _, size in groups} == {40}

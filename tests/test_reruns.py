@@ -11,12 +11,12 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 import yaml
 
 from memorization_curvature import provenance
-from workflow_helpers import REPO, checkout_copy, finished_workflow, snakemake, write_config
+from workflow_helpers import FULL_CONFIG as CONFIG
+from workflow_helpers import REPO, checkout_copy, full_run, planned
 
 EVERY = "every rule"
 OUTSIDE = "none"
@@ -97,21 +97,6 @@ SCRIPTS = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
 EVERY_RULE = set(SCRIPTS)
 PACKAGE = REPO / "src/memorization_curvature"
 
-# a finished run with every rule: a noise run with cleanings by curvature and a history method, a dup
-# run, every peer method, duplicates and Feldman-Zhang
-CONFIG = {
-    "datasets": ["digits"],
-    "noise_rates": [0.1],
-    "injected_duplicates": [20],
-    "seeds": [0],
-    "train": {"epochs": 1, "threads": 1},
-    "curvature": {"n_probes": 1},
-    "baselines": {"ssft": True, "cv_folds": 2, "el2n_epoch": 1},
-    "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
-    "cleaning": {"methods": ["curvature", "aum"]},
-}
-
-
 def rules_after(rules):
     """``rules`` and every rule that reads what they write, transitively."""
     found, pending = set(), list(rules)
@@ -131,17 +116,14 @@ def expected_reruns(runs):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reruns")
-    write_config(workdir, CONFIG)
-    snakemake(workdir, "results/digits/data.npz")
-    labels = np.load(workdir / "results/digits/data.npz")["train_labels"]
-    np.savez(workdir / "fz_scores.npz", tr_mem=np.random.default_rng(0).uniform(0, 1, len(labels)), tr_labels=labels)
-    return finished_workflow(workdir, CONFIG)
+    """A finished workflow with every rule (shared with tests/test_workflow.py: read only)."""
+    return full_run(tmp_path_factory)
 
 
-def planned_rules(workdir, copy):
-    """The rules a dry run with the copied checkout's code would run ("all" aside)."""
-    output = snakemake(workdir, "-n", "--nolock", snakefile=copy / "Snakefile")
+def planned_rules(workdir, copy, settings=None):
+    """The rules a dry run with the copied checkout's code (and ``settings`` over the run's config) would
+    run ("all" aside)."""
+    output = planned(workdir, settings or {}, snakefile=copy / "Snakefile")
     rules = {m.group(1) for m in re.finditer(r"^(?:local)?rule (\w+):$", output, re.MULTILINE)}
     assert bool(rules) != ("Nothing to be done" in output), output[-2000:]  # an empty plan only in its words
     return rules - {"all"}
@@ -304,10 +286,6 @@ def test_both_profiles_leave_code_changes_to_the_digests():
 
 def test_the_order_recipe_keys_are_written_in_reruns_nothing(finished):
     recipe = yaml.safe_load((REPO / "config.yaml").read_text())["recipes"]["digits"]
-    reordered = {**CONFIG, "recipes": {"digits": dict(reversed(list({**recipe, **CONFIG["train"]}.items())))}}
+    reordered = {"recipes": {"digits": dict(reversed(list({**recipe, **CONFIG["train"]}.items())))}}
     del reordered["recipes"]["digits"]["threads"]
-    write_config(finished, reordered)
-    try:
-        assert planned_rules(finished, REPO) == set()
-    finally:
-        write_config(finished, CONFIG)
+    assert planned_rules(finished, REPO, reordered) == set()

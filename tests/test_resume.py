@@ -14,16 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_helpers import REPO, checkout_copy, finished_workflow, snakemake, snakemake_command, write_config
+from workflow_helpers import REPO, SHORT_CONFIG as CONFIG, SHORT_RUN as RUN, SHORT_TARGET as TARGET
+from workflow_helpers import checkout_copy, short_run, snakemake, snakemake_command, write_config
 
-EPOCHS = 4
-CONFIG = {
-    "datasets": ["digits"], "noise_rates": [0.1], "seeds": [0],
-    "train": {"epochs": EPOCHS, "threads": 1},
-    "curvature": {"n_probes": 2},
-}
-RUN = "results/digits/noise0.1/seed0"
-TARGET = f"{RUN}/curvature.csv"
+EPOCHS = CONFIG["train"]["epochs"]
 
 
 def run_killed_at(workdir, epoch):
@@ -45,30 +39,15 @@ def tensors(path):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return finished_workflow(tmp_path_factory.mktemp("reference"), CONFIG, TARGET)
-
-
-def test_two_clean_runs_are_identical_and_checkpoints_can_be_dropped(reference, tmp_path):
-    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False}})
-    snakemake(tmp_path, TARGET)
-    assert not list((tmp_path / RUN / "checkpoints").glob("*.pt"))  # deleted once scored
-    for epoch in range(1, EPOCHS + 1):
-        a, b = np.load(reference / RUN / f"scores/epoch{epoch}.npz"), np.load(tmp_path / RUN / f"scores/epoch{epoch}.npz")
-        assert np.array_equal(a["train_curvature"], b["train_curvature"])
-    assert pd.read_csv(reference / TARGET).equals(pd.read_csv(tmp_path / TARGET))
-    assert (pd.read_csv(reference / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])
-            .equals(pd.read_csv(tmp_path / RUN / "train_metrics.csv").drop(columns=["seconds", "eval_seconds"])))
-    # without the checkpoints, rescoring them (here: more probes) needs the training again
-    write_config(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False},
-                            "curvature": {"n_probes": 3}})
-    plan = snakemake(tmp_path, "-n", TARGET)
-    assert re.search(r"^\s*train\s+1$", plan, re.M) and re.search(rf"^\s*score\s+{EPOCHS}$", plan, re.M), plan
+    """The run trained and scored without a break (shared with other test files: read only)."""
+    return short_run(tmp_path_factory)
 
 
 def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path):
+    # without keeping the checkpoints once scored (train.keep_checkpoints: false), as on a full disk
     killed = tmp_path / "killed"
     killed.mkdir()
-    write_config(killed, CONFIG)
+    write_config(killed, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False}})
 
     kill_after = random.Random(0).randint(1, EPOCHS - 2)
     run_killed_at(killed, kill_after)
@@ -79,6 +58,9 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     # previous epoch's state, the last complete one
     saved = torch.load(killed / RUN / ".train_resume/state.pt", weights_only=True)["training"]["epoch"]
     assert saved in (kept[-1], kept[-1] - 1) and saved >= kill_after - 1
+    # the checkpoints trained before the kill, to compare with the reference's
+    before = {epoch: tensors(killed / RUN / f".train_resume/epoch{epoch}.pt") for epoch in range(1, saved + 1)}
+    assert before
     snakemake(killed, "--unlock")
     snakemake(killed, "--rerun-incomplete", TARGET)
 
@@ -87,11 +69,14 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
     trained = [int(e) for e in re.findall(r"epoch (\d+)/\d+ loss", log)]
     assert trained == list(range(saved + 1, EPOCHS + 1))  # at most the interrupted epoch is repeated
 
-    for epoch in range(1, EPOCHS + 1):
-        a, b = tensors(reference / RUN / f"checkpoints/epoch{epoch}.pt"), tensors(killed / RUN / f"checkpoints/epoch{epoch}.pt")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), epoch
+    for epoch, weights in before.items():
+        theirs = tensors(reference / RUN / f"checkpoints/epoch{epoch}.pt")
+        assert weights.keys() == theirs.keys() and all(torch.equal(weights[k], theirs[k]) for k in weights), epoch
+    assert not list((killed / RUN / "checkpoints").glob("*.pt"))  # deleted once scored
+    for epoch in range(1, EPOCHS + 1):  # the scores of every checkpoint: the same weights, bit for bit
         sa, sb = np.load(reference / RUN / f"scores/epoch{epoch}.npz"), np.load(killed / RUN / f"scores/epoch{epoch}.npz")
-        assert np.array_equal(sa["train_curvature"], sb["train_curvature"])
+        assert np.array_equal(sa["train_curvature"], sb["train_curvature"]), epoch
+        assert np.array_equal(sa["test_curvature"], sb["test_curvature"]), epoch
     timing = ["seconds", "eval_seconds"]
     pd.testing.assert_frame_equal(pd.read_csv(reference / RUN / "train_metrics.csv").drop(columns=timing),
                                   pd.read_csv(killed / RUN / "train_metrics.csv").drop(columns=timing))
@@ -100,6 +85,11 @@ def test_killed_training_resumes_and_gives_identical_results(reference, tmp_path
                               np.load(killed / RUN / "train_history.npz")[name])
     assert pd.read_csv(reference / TARGET).equals(pd.read_csv(killed / TARGET))
     assert not (killed / RUN / ".train_resume").exists()  # cleared once training completed
+    # without the checkpoints, rescoring them (here: more probes) needs the training again
+    write_config(killed, {**CONFIG, "train": {**CONFIG["train"], "keep_checkpoints": False},
+                          "curvature": {**CONFIG["curvature"], "n_probes": 3}})
+    plan = snakemake(killed, "-n", TARGET)
+    assert re.search(r"^\s*train\s+1$", plan, re.M) and re.search(rf"^\s*score\s+{EPOCHS}$", plan, re.M), plan
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,10 @@ def slurm():
     # A requeued job waits the job credentials' lifetime before it may start again (120 s by default),
     # then the next scheduling pass (up to 60 s): 5 s each here, so that a training through several time
     # limits takes minutes, not a quarter of an hour.
+    # Finished jobs' records are kept for an hour (300 s by default), so that the tests read them however
+    # long after the job they look.
     env = {**os.environ, "SLURM_WITH_DBD": "0", "SLURM_NODE_CPUS": "16", "SLURM_FAKE_GPUS": "2",
-           "SLURM_CRED_EXPIRE_S": "5", "SLURM_SCHEDULER_PARAMETERS": "sched_interval=5"}
+           "SLURM_CRED_EXPIRE_S": "5", "SLURM_SCHEDULER_PARAMETERS": "sched_interval=5", "SLURM_MIN_JOB_AGE_S": "3600"}
     up = subprocess.run(["bash", str(SETUP), "up"], env=env, capture_output=True, text=True, timeout=900)
     assert up.returncode == 0, up.stderr[-3000:]
     yield
@@ -53,7 +55,7 @@ def slurm():
 
 
 def slurm_record(job_id):
-    """The controller's record of a job (kept MinJobAge = 300 s after it ends), as a dict."""
+    """The controller's record of a job (kept MinJobAge = 3600 s after it ends here), as a dict."""
     text = subprocess.run(["scontrol", "-d", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
     return dict(re.findall(r"(\w+(?:/\w+)?)=(\S*)", text))
 
@@ -159,7 +161,7 @@ def test_a_training_longer_than_its_time_limit_goes_back_in_the_queue_until_done
     output, _ = started.communicate(timeout=900)
     assert started.returncode == 0, output[-4000:]
     records = [slurm_record(job_id) for job_id in re.findall(r"submitted with SLURM jobid (\d+)", output)]
-    # one submission: no retry (the prepare job's record may be gone: SLURM keeps a finished job 300 s)
+    # one submission: no retry
     (record,) = [r for r in records if r.get("Comment", "").startswith("rule_train")]
     assert record["TimeLimit"] == "00:01:00" and record["JobState"] == "COMPLETED"
     starts = int(record["Restarts"]) + 1

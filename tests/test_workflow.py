@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,33 +14,17 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from workflow_helpers import REPO, snakemake, snakemake_command, write_config
-
-EPOCHS = 4
-TINY = {
-    "datasets": ["digits"],
-    "noise_rates": [0.1],
-    "seeds": [0],
-    "train": {"epochs": EPOCHS, "threads": 1},
-    "curvature": {"n_probes": 4},
-    "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
-    # the default grid (the run's noise rate, removed) for curvature and a peer method
-    "cleaning": {"methods": ["curvature", "aum"]},
-}
-
-
-def write_score_file(workdir, labels):
-    """A made-up memorization score file in the published layout: tr_mem, tr_labels per training image."""
-    rng = np.random.default_rng(0)
-    np.savez(workdir / "fz_scores.npz", tr_mem=rng.uniform(0, 1, len(labels)), tr_labels=labels)
-
+from workflow_helpers import FULL_CONFIG, FULL_EPOCHS as EPOCHS, REPO, full_run, planned, snakemake
+from workflow_helpers import snakemake_command, write_score_file
 
 RUN = Path("results/digits/noise0.1/seed0")
+DUP_RUN = Path("results/digits/dup40/seed0")
 
 
-def planned_jobs(workdir, **options):
-    """(rule, outputs) of every job a dry run would run; an empty plan only with Snakemake's own word."""
-    return planned_jobs_of(snakemake(workdir, "-n", **options))
+def planned_jobs(workdir, settings=None, *args):
+    """(rule, outputs) of every job a dry run with ``settings`` (over the run's config) would run; an
+    empty plan only with Snakemake's own word."""
+    return planned_jobs_of(planned(workdir, settings or {}, *args))
 
 
 def planned_jobs_of(output):
@@ -65,12 +50,8 @@ def rule_counts(jobs):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir, TINY)
-    snakemake(workdir, "results/digits/data.npz")
-    write_score_file(workdir, np.load(workdir / "results/digits/data.npz")["train_labels"])
-    snakemake(workdir)
-    return workdir
+    """The finished workflow with every rule (shared with tests/test_reruns.py: read only)."""
+    return full_run(tmp_path_factory)
 
 
 def test_labels(workdir):
@@ -114,9 +95,9 @@ def test_auroc_finds_the_corrupted_labels(workdir):
     assert metrics["auroc"] == pytest.approx(roc_auc_score(table["corrupted"], table["curvature"]))
     assert 0.9 < metrics["auroc"] <= 1.0
     assert metrics["n_corrupted"] == 144 and metrics["epochs_scored"] == list(range(1, EPOCHS + 1))
-    summary = pd.read_csv(workdir / "results/auroc.csv")
-    assert len(summary) == 1
-    assert summary["auroc"][0] == pytest.approx(metrics["auroc"])
+    summary = pd.read_csv(workdir / "results/auroc.csv").set_index("variant")
+    assert sorted(summary.index) == ["dup40", "noise0.1"]
+    assert summary.loc["noise0.1", "auroc"] == pytest.approx(metrics["auroc"])
 
 
 FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics", "roc_methods",
@@ -209,7 +190,7 @@ def test_summary_table_matches_the_metrics(workdir):
 
 
 METHODS = ["curvature", "csl", "final_loss", "in_confidence", "learning_time", "forgetting_events", "aum", "el2n",
-           "datamap_confidence", "datamap_variability", "confident_learning", "self_confidence"]
+           "datamap_confidence", "datamap_variability", "confident_learning", "self_confidence", "ssft"]
 
 
 def test_every_method_is_scored_and_compared(workdir):
@@ -297,31 +278,20 @@ def test_cleaning_retrains_with_each_ranking_against_the_noisy_and_oracle_traini
 
 def test_a_cleaning_reruns_only_when_its_rankings_scores_or_its_fraction_change(workdir):
     # aum's scores change (el2n_epoch changes the history table): aum's cleaning reruns, curvature's not
-    write_config(workdir, {**TINY, "baselines": {"el2n_epoch": 1}})
-    try:
-        jobs = planned_jobs(workdir)
-    finally:
-        write_config(workdir, TINY)
+    jobs = planned_jobs(workdir, {"baselines": {"el2n_epoch": 1}})
     cleaned = sorted(out for rule, outputs in jobs if rule in ("clean_labels", "retrain") for out in outputs)
     assert cleaned == [str(RUN / "cleaning/aum_0.1_remove.json"), str(RUN / "cleaning/aum_0.1_remove.labels.csv")]
     # another fraction: its own cleanings only; the oracle and the existing ones stay
-    write_config(workdir, {**TINY, "cleaning": {**TINY["cleaning"], "fractions": ["rate", 0.05]}})
-    try:
-        jobs = planned_jobs(workdir)
-    finally:
-        write_config(workdir, TINY)
+    jobs = planned_jobs(workdir, {"cleaning": {"fractions": ["rate", 0.05]}})
     counts = rule_counts(jobs)
     assert counts == {"clean_labels": 2, "retrain": 2, "cleaning_table": 1, "cleaning_summary": 1, "all": 1}
     assert all("_0.05_remove" in out for rule, outputs in jobs if rule == "retrain" for out in outputs)
 
 
 def test_switched_off_cleaning_plans_no_cleaning(workdir):
-    write_config(workdir, {**TINY, "cleaning": {"enabled": False}})
-    try:
-        output = snakemake(workdir, "-n", "--forceall")
-    finally:
-        write_config(workdir, TINY)
-    assert not {"suspects", "clean_labels", "retrain", "cleaning_table"} & set(rule_counts(planned_jobs_of(output)))
+    planned_rules = set(rule_counts(planned_jobs(workdir, {"cleaning": {"enabled": False}}, "--forceall")))
+    assert {"train", "score", "inject_duplicates"} <= planned_rules
+    assert not {"suspects", "clean_labels", "retrain", "cleaning_table"} & planned_rules
 
 
 def test_conflicting_duplicates_table(workdir):
@@ -348,10 +318,10 @@ def test_feldman_zhang_agreement(workdir):
     assert result["top_k"] == 100 and "cosine_top100" in result
 
 
-def test_report_builds_with_every_figure(workdir):
+def test_report_builds_with_every_figure(workdir, tmp_path):
     # with only what `pip install -e .` installs: the report needs Snakemake's `reports` extra (pygments)
-    snakemake(workdir, "--report", "report.html", declared_only=())
-    html = (workdir / "report.html").read_text()
+    snakemake(workdir, "--nolock", "--report", str(tmp_path / "report.html"), declared_only=())
+    html = (tmp_path / "report.html").read_text()
     for name in FIGURES:
         assert f"{name}.png" in html
     assert "auroc_table.md" in html and "highest curvature" in html
@@ -381,12 +351,20 @@ def test_every_log_starts_with_the_digest_of_the_code_that_ran(workdir):
         assert first.endswith(f"package source digest {script_digest(REPO / 'scripts' / f'{rule}.py')}"), log
 
 
-# after new curvature scores, cleaning reruns only by curvature (not aum's, not the oracle's)
-CLEANING_AFTER_SCORING = {"suspects": 1, "clean_labels": 1, "retrain": 1, "cleaning_table": 1, "cleaning_summary": 1}
-AFTER_SCORING = {"figure_grids": 1, "figure_scores": 1, "figure_dynamics": 1, "summary_figures": 1,
-                 "compare_methods": 1, "methods_summary": 1, "find_duplicates": 1, "compare_memorization": 1,
-                 **CLEANING_AFTER_SCORING}
-BASELINE_JOBS = {"history_baselines": 1, "crossval": 1, "confident_learning": 1}
+# What follows new curvature scores: in each run (the noise run and the duplicates run), once over the
+# runs, and the cleaning by curvature (the noise run's only: not aum's, not the oracle's)
+PER_RUN_AFTER_SCORING = ["average", "evaluate", "figure_grids", "figure_scores", "figure_dynamics", "compare_methods",
+                         "find_duplicates", "compare_memorization", "suspects"]
+ONCE_AFTER_SCORING = ["aggregate", "summary_figures", "methods_summary", "all"]
+CLEANING_AFTER_SCORING = {"clean_labels": 1, "retrain": 1, "cleaning_table": 1, "cleaning_summary": 1}
+BASELINE_JOBS = ["history_baselines", "crossval", "confident_learning", "ssft"]
+
+
+def after_scoring(runs):
+    """The jobs after new scores of ``runs`` runs (their own scoring aside)."""
+    return {**{rule: runs for rule in PER_RUN_AFTER_SCORING}, **{rule: 1 for rule in ONCE_AFTER_SCORING},
+            **CLEANING_AFTER_SCORING}
+
 
 # The caching tests below only dry-run against the finished workdir; they run in file order.
 
@@ -397,12 +375,8 @@ def test_nothing_changed_runs_nothing(workdir):
 
 @pytest.mark.parametrize("key,value", [("n_probes", 5), ("h", 0.002)])
 def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key, value):
-    write_config(workdir, {**TINY, "curvature": {**TINY["curvature"], key: value}})
-    try:
-        counts = rule_counts(planned_jobs(workdir))
-    finally:
-        write_config(workdir, TINY)
-    assert counts == {"score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1, "all": 1, **AFTER_SCORING}
+    counts = rule_counts(planned_jobs(workdir, {"curvature": {key: value}}))
+    assert counts == {"score": 2 * EPOCHS, **after_scoring(2)}  # both runs' scores, not their trainings
 
 
 # Settings that change speed, memory or placement only (config.RUNTIME_SETTINGS and the threads):
@@ -422,11 +396,7 @@ def test_every_speed_setting_is_listed_here():
 
 @pytest.mark.parametrize("section,key,value", SPEED_ONLY)
 def test_changing_a_speed_setting_reruns_nothing(workdir, section, key, value):
-    write_config(workdir, {**TINY, section: {**TINY.get(section, {}), key: value}})
-    try:
-        output = snakemake(workdir, "-n")
-    finally:
-        write_config(workdir, TINY)
+    output = planned(workdir, {section: {key: value}})
     assert "Nothing to be done" in output, output[-2000:]
 
 
@@ -436,7 +406,7 @@ def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, 
     written = np.load(workdir / RUN / "scores/epoch3.npz")
     inputs = [str(workdir / "results/digits/data.npz"), str(workdir / RUN / "labels.csv"),
               str(workdir / RUN / "checkpoints/epoch3.pt")]
-    options = dict(n_probes=TINY["curvature"]["n_probes"], h=1e-3, form="paper", method="finite_difference", seed=0,
+    options = dict(n_probes=FULL_CONFIG["curvature"]["n_probes"], h=1e-3, form="paper", method="finite_difference", seed=0,
                    score_test=True)
     score.score(*inputs, str(tmp_path / "other.npz"), **options, batch_size=37, probes_per_pass=3,
                  placement="stream", loader_workers=0)
@@ -490,36 +460,32 @@ def test_light_steps_do_not_import_torch(workdir, tmp_path):
 
 @pytest.mark.parametrize("dataset,changes_digits", [("cifar10", False), ("digits", True)])
 def test_a_recipe_change_reruns_training_of_its_dataset_only(workdir, dataset, changes_digits):
-    write_config(workdir, {**TINY, "recipes": {dataset: {"lr": 0.02}}})
-    try:
-        counts = rule_counts(planned_jobs(workdir))
-    finally:
-        write_config(workdir, TINY)
-    if changes_digits:
-        assert counts["train"] == 1 and counts["score"] == EPOCHS and counts["crossval"] == 1
+    counts = rule_counts(planned_jobs(workdir, {"recipes": {dataset: {"lr": 0.02}}}))
+    if changes_digits:  # both runs train again, and every training of the peer methods
+        assert counts["train"] == 2 and counts["score"] == 2 * EPOCHS
+        assert counts["crossval"] == 2 and counts["ssft"] == 2
         assert counts["retrain"] == 4  # every cleaning, the control and the oracle train with the new recipe
     else:
         assert counts == {}
 
 
-@pytest.mark.parametrize("key,value,new_run", [("seeds", [0, 1], "noise0.1/seed1/"),
-                                                ("noise_rates", [0.1, 0.2], "noise0.2/seed0/")])
-def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_run):
-    write_config(workdir, {**TINY, key: value})
-    try:
-        jobs = planned_jobs(workdir)
-    finally:
-        write_config(workdir, TINY)
-    counts = rule_counts(jobs)
-    assert counts == {"corrupt": 1, "train": 1, "score": EPOCHS, "average": 1, "evaluate": 1, "aggregate": 1,
-                      "all": 1, **AFTER_SCORING, **BASELINE_JOBS, "clean_labels": 4, "retrain": 4}
+@pytest.mark.parametrize("key,value,new_runs", [("seeds", [0, 1], ["noise0.1/seed1/", "dup40/seed1/"]),
+                                                 ("noise_rates", [0.1, 0.2], ["noise0.2/seed0/"])])
+def test_new_seed_or_rate_runs_only_its_own_chain(workdir, key, value, new_runs):
+    jobs = planned_jobs(workdir, {key: value})
+    runs = len(new_runs)
+    first = {"corrupt": 1, "inject_duplicates": 1} if runs == 2 else {"corrupt": 1}
+    assert rule_counts(jobs) == {**first, "train": runs, "score": runs * EPOCHS, **after_scoring(runs),
+                                 **{rule: runs for rule in BASELINE_JOBS},
+                                 # the noise run's: the control, the oracle, by curvature and by aum
+                                 "clean_labels": 4, "retrain": 4}
     for rule, outputs in jobs:
-        if rule not in ("aggregate", "summary_figures", "methods_summary", "cleaning_summary", "all"):
-            assert all(new_run in out for out in outputs), (rule, outputs)
+        if rule not in ONCE_AFTER_SCORING + ["cleaning_summary"]:
+            assert all(any(new in out for new in new_runs) for out in outputs), (rule, outputs)
 
 
-def test_a_score_file_of_another_dataset_is_refused(workdir):
-    # last: it changes an input of the finished workdir
+def test_a_score_file_of_another_dataset_is_refused(workdir, tmp_path):
+    workdir = Path(shutil.copytree(workdir, tmp_path / "run", symlinks=True))  # it changes an input
     labels = np.load(workdir / "results/digits/data.npz")["train_labels"].copy()
     labels[5] = (labels[5] + 1) % 10
     write_score_file(workdir, labels)

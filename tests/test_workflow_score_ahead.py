@@ -9,20 +9,19 @@ import numpy as np
 import pytest
 
 from memorization_curvature import score_ahead
-from workflow_helpers import finished_workflow, snakemake, snakemake_command, write_config
+from workflow_helpers import SHORT_CONFIG as CONFIG
+from workflow_helpers import SHORT_RUN as RUN
+from workflow_helpers import SHORT_TARGET as TARGET
+from workflow_helpers import short_run, snakemake, snakemake_command, write_config
 
-RUN = "results/digits/noise0.1/seed0"
 LOGS = "logs/digits/noise0.1/seed0"
-CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 4},
-          "curvature": {"n_probes": 2}, "figures": {"dynamics": True},
-          "baselines": {"history": [], "confident_learning": False}, "duplicates": {"enabled": False}}
-TARGET = f"{RUN}/curvature.csv"
-EPOCHS = range(1, 5)
+EPOCHS = range(1, CONFIG["train"]["epochs"] + 1)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return finished_workflow(tmp_path_factory.mktemp("one_per_job"), CONFIG, TARGET)
+    """A finished run scored one checkpoint per job (shared with other test files: read only)."""
+    return short_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +101,11 @@ def test_parallel_jobs_share_the_checkpoints_and_score_each_once(reference, tmp_
 
 
 def test_a_rerun_after_a_parameter_change_scores_ahead(reference, more_probes, tmp_path):
-    workdir = rescored(reference, tmp_path, 4, cores=1)  # a finished run, scored ahead
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir, symlinks=True)  # a finished run
     for log in (workdir / LOGS).glob("score_epoch*.log"):
         log.unlink()
+    assert all(score_ahead.KEY in np.load(workdir / RUN / f"scores/epoch{e}.npz").files for e in EPOCHS)
     write_config(workdir, with_curvature(n_probes=3, checkpoints_per_job=4))  # its old scores left in place
     assert "rule train:" not in snakemake(workdir, TARGET, "--cores", "1")
     assert_same_scores(workdir, more_probes)

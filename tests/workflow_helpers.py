@@ -1,11 +1,14 @@
 """Running the workflow through the snakemake command line, as users do."""
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +52,7 @@ def gpu_environment(folder, gpus):
 
 
 def write_config(workdir, config):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def finished_workflow(workdir, config, *args, env=None):
@@ -57,6 +60,89 @@ def finished_workflow(workdir, config, *args, env=None):
     write_config(workdir, config)
     snakemake(workdir, *args, env=env)
     return workdir
+
+
+def session_folder(tmp_path_factory):
+    """A folder of this test session that every xdist worker sees (each worker's own is one below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared_workflow(tmp_path_factory, name, build):
+    """The finished workflow ``name`` that ``build(workdir)`` makes, shared by the test files of the session
+    (on any worker) that ask for it: the first builds it under a lock, the others wait for it. Tests only
+    read it, or dry-run on it with --nolock and other settings in a file of their own (:func:`planned`);
+    to change anything, copy it first."""
+    root = session_folder(tmp_path_factory) / "shared_workflows"
+    root.mkdir(exist_ok=True)
+    workdir, finished = root / name, root / f"{name}.finished"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not finished.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+            workdir.mkdir()
+            build(workdir)
+            finished.touch()
+    return workdir
+
+
+def planned(workdir, settings, *args, **options):
+    """The output of a dry run on ``workdir`` with ``settings`` over its config.yaml (merged key by key,
+    as Snakemake merges --configfile), leaving the workdir as it is: other tests may read it meanwhile."""
+    overlay = Path(workdir).parent / f"settings-{os.getpid()}-{threading.get_ident()}.yaml"
+    overlay.write_text(yaml.safe_dump(settings, sort_keys=False))  # in the order given
+    try:
+        return snakemake(workdir, "-n", "--nolock", *args, "--configfile", str(overlay), **options)
+    finally:
+        overlay.unlink()
+
+
+# A short noise run scored at every epoch, up to its curvature table: the resume and score-ahead tests
+# compare with it.
+SHORT_RUN = "results/digits/noise0.1/seed0"
+SHORT_CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 4, "threads": 1},
+                "curvature": {"n_probes": 2}, "figures": {"dynamics": True},
+                "baselines": {"history": [], "confident_learning": False}, "duplicates": {"enabled": False}}
+SHORT_TARGET = f"{SHORT_RUN}/curvature.csv"
+
+
+def short_run(tmp_path_factory):
+    """The finished :data:`SHORT_CONFIG` run, shared (read only)."""
+    return shared_workflow(tmp_path_factory, "short_run",
+                           lambda workdir: finished_workflow(workdir, SHORT_CONFIG, SHORT_TARGET))
+
+
+# A finished workflow with every rule: a noise run with cleanings by curvature and a peer method
+# (the default grid: the run's noise rate, removed), a run with injected duplicates, every peer method
+# (SSFT too), duplicates and Feldman-Zhang's scores (made up, in the published layout).
+FULL_EPOCHS = 4
+FULL_CONFIG = {
+    "datasets": ["digits"],
+    "noise_rates": [0.1],
+    "injected_duplicates": [40],
+    "seeds": [0],
+    "train": {"epochs": FULL_EPOCHS, "threads": 1},
+    "curvature": {"n_probes": 4},
+    "baselines": {"ssft": True, "cv_folds": 2},
+    "feldman_zhang": {"files": {"digits": "fz_scores.npz"}, "top_k": 100},
+    "cleaning": {"methods": ["curvature", "aum"]},
+}
+
+
+def write_score_file(workdir, labels):
+    """A made-up memorization score file in the published layout: tr_mem, tr_labels per training image."""
+    np.savez(workdir / "fz_scores.npz", tr_mem=np.random.default_rng(0).uniform(0, 1, len(labels)), tr_labels=labels)
+
+
+def full_run(tmp_path_factory):
+    """The finished :data:`FULL_CONFIG` workflow, shared (read only)."""
+    def build(workdir):
+        write_config(workdir, FULL_CONFIG)
+        snakemake(workdir, "results/digits/data.npz")
+        write_score_file(workdir, np.load(workdir / "results/digits/data.npz")["train_labels"])
+        snakemake(workdir)
+
+    return shared_workflow(tmp_path_factory, "full_run", build)
 
 
 def checkout_copy(folder):
