@@ -71,6 +71,7 @@ include: "rules/figures.smk"
 include: "rules/baselines.smk"
 include: "rules/memorization.smk"
 include: "rules/cleaning.smk"
+include: "rules/privacy.smk"
 
 
 rule all:

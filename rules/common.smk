@@ -65,6 +65,7 @@ localrules:
     figure_scores,
     figure_dynamics,
     summary_figures,
+    privacy_audit,
     history_baselines,
     confident_learning,
     compare_methods,
@@ -232,6 +233,11 @@ def all_targets():
             [d for d in config["datasets"] if d in config["feldman_zhang"]["files"]],
         ),
         *[path for name in figures for path in runs(f"figures/{name}.png")],
+        *(
+            runs("privacy.csv") + runs("figures/privacy_roc.png")
+            if config["privacy"]["enabled"]
+            else []
+        ),
     ]
 
 

@@ -7,6 +7,8 @@ rule evaluate:
         train_metrics=f"{RUN}/train_metrics.csv",
         # the suggested labels: how often the suspects' one is the true label
         history=[f"{RUN}/train_history.npz"] if CLEANING["enabled"] else [],
+        # the privacy audit's AUROC and TPR at low FPR per statistic
+        privacy=[f"{RUN}/privacy.csv"] if config["privacy"]["enabled"] else [],
     output:
         f"{RUN}/metrics.json",
     log:

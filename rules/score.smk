@@ -27,7 +27,8 @@ rule score:
         method=config["curvature"]["method"],
         precision=config["curvature"]["precision"],
         seed=lambda w: int(w.seed),
-        score_test=config["figures"]["dynamics"],
+        # the dynamics figure and the privacy audit need the test samples' curvature
+        score_test=config["figures"]["dynamics"] or config["privacy"]["enabled"],
         code=code_digest("score.py"),
     script:
         "../scripts/score.py"

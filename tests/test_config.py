@@ -56,6 +56,8 @@ BAD = [
     ({"cleaning": {"actions": ["drop"]}}, "cleaning.actions[0]"),
     ({"cleaning": {"review_top": 0}}, "cleaning.review_top"),
     ({"cleaning": {"methods": ["ssft"]}}, "cleaning.methods"),
+    ({"privacy": {"enabled": "yes"}}, "privacy.enabled"),
+    ({"privacy": {"shadows": 4}}, "privacy.shadows"),
 ]
 
 

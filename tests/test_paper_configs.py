@@ -69,6 +69,7 @@ def test_a_paper_config_plans_its_runs_and_the_slurm_profile_scores_each_in_a_ha
         "prepare": 1, "corrupt": runs, "train": runs, "score": runs * 200, "average": runs, "evaluate": runs,
         "figure_grids": runs, "figure_scores": runs, "figure_dynamics": runs, "history_baselines": runs,
         "crossval": runs, "confident_learning": runs, "compare_methods": runs, "find_duplicates": runs,
+        "final_outputs": runs, "privacy_audit": runs,
         "aggregate": 1, "summary_figures": 1, "methods_summary": 1, "all": 1,
         # cleaning by curvature at the run's noise rate, the unchanged control and the oracle
         "suspects": runs, "clean_labels": 3 * runs, "retrain": 3 * runs, "cleaning_table": runs,

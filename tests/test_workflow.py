@@ -101,7 +101,7 @@ def test_auroc_finds_the_corrupted_labels(workdir):
 
 
 FIGURES = ("top_curvature", "bottom_curvature", "per_class", "curvature_hist", "roc", "dynamics", "roc_methods",
-           "duplicates", "feldman_zhang")
+           "duplicates", "feldman_zhang", "privacy_roc")
 
 
 def test_every_figure_is_an_image_with_its_pdf_and_numbers(workdir):
@@ -331,6 +331,73 @@ def test_report_builds_with_every_figure(workdir, tmp_path):
     assert "closes the gap between them" in html and "mean +- std over seeds, per noise rate" in html
 
 
+PRIVACY_STATISTICS = ["curvature_mean", "curvature_last", "loss_final", "logit_confidence_final"]
+
+
+def test_privacy_audit_is_recomputed_from_the_run_files(workdir):
+    import torch.nn.functional as F
+
+    from memorization_curvature import batches, checkpoints, data
+
+    table = pd.read_csv(workdir / RUN / "privacy.csv").set_index("statistic")
+    assert table.index.tolist() == PRIVACY_STATISTICS
+    assert (table["members"] == 1437).all() and (table["non_members"] == 360).all()
+    # the final checkpoint's loss and logit-scaled confidence, from its logits computed here
+    prepared = data.load_prepared(workdir / "results/digits/data.npz")
+    model, epoch = checkpoints.load_model(workdir / RUN / f"checkpoints/epoch{EPOCHS}.pt")
+    model.eval()
+    final = np.load(workdir / RUN / "privacy/final_outputs.npz")
+    assert int(final["epoch"]) == EPOCHS
+    given = torch.tensor(pd.read_csv(workdir / RUN / "labels.csv")["given_label"].to_numpy())
+    values = {}
+    for which, labels in (("train", given), ("test", torch.tensor(prepared.test_labels))):
+        with torch.no_grad():
+            logits = model(batches.normalize_images(getattr(prepared, f"{which}_images"), prepared)).double()
+        loss = F.cross_entropy(logits, labels, reduction="none").numpy()
+        others = logits.scatter(1, labels[:, None], float("-inf"))
+        confidence = (logits.gather(1, labels[:, None])[:, 0] - torch.logsumexp(others, 1)).numpy()
+        np.testing.assert_allclose(final[f"{which}_loss"], loss, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(final[f"{which}_logit_confidence"], confidence, rtol=1e-4, atol=1e-4)
+        values[which] = {"loss_final": -final[f"{which}_loss"],
+                         "logit_confidence_final": final[f"{which}_logit_confidence"]}
+    scores = [np.load(workdir / RUN / f"scores/epoch{e}.npz") for e in range(1, EPOCHS + 1)]
+    for which in ("train", "test"):
+        per_epoch = np.array([s[f"{which}_curvature"] for s in scores])
+        values[which].update(curvature_mean=-per_epoch.mean(0), curvature_last=-per_epoch[-1])
+    # members (the training samples) positive; each statistic oriented so that higher says member
+    truth = np.r_[np.ones(1437, bool), np.zeros(360, bool)]
+    curves = pd.read_csv(workdir / RUN / "figures/privacy_roc.csv")
+    reported = json.loads((workdir / RUN / "metrics.json").read_text())["membership_inference"]
+    for name in PRIVACY_STATISTICS:
+        score = np.r_[values["train"][name], values["test"][name]]
+        assert table.loc[name, "auroc"] == pytest.approx(roc_auc_score(truth, score)), name
+        fpr, tpr, _ = roc_curve(truth, score, drop_intermediate=False)
+        assert table.loc[name, "tpr_at_1pct_fpr"] == tpr[fpr <= 0.01].max(), name
+        assert table.loc[name, "balanced_accuracy"] == pytest.approx(((tpr + 1 - fpr) / 2).max()), name
+        curve = curves[curves["statistic"] == name]
+        assert curve["false_positive_rate"].is_monotonic_increasing and curve["true_positive_rate"].iloc[-1] == 1
+        assert np.trapezoid(curve["true_positive_rate"], curve["false_positive_rate"]) == pytest.approx(
+            table.loc[name, "auroc"])
+        assert reported[name]["auroc"] == table.loc[name, "auroc"]
+        assert reported[name]["tpr_at_0.1pct_fpr"] == table.loc[name, "tpr_at_0.1pct_fpr"]
+
+
+def test_loss_and_logit_confidence_rank_alike_without_shadow_models(workdir):
+    # both are monotone in the probability of the label: one threshold each splits the samples alike;
+    # LiRA's statistic differs once shadow models give each sample its own distribution
+    table = pd.read_csv(workdir / RUN / "privacy.csv").set_index("statistic")
+    assert table.loc["loss_final", "auroc"] == pytest.approx(table.loc["logit_confidence_final", "auroc"])
+
+
+def test_the_audit_switched_off_or_the_dynamics_figure_off_keeps_every_score(workdir):
+    # the audit needs the test samples' curvature: scoring keeps it while either of them asks for it
+    off = rule_counts(planned_jobs(workdir, {"privacy": {"enabled": False}}))
+    assert off == {"evaluate": 2, "aggregate": 1, "figure_scores": 2, "summary_figures": 1, "all": 1}, off
+    assert "Nothing to be done" in planned(workdir, {"figures": {"dynamics": False}})
+    neither = rule_counts(planned_jobs(workdir, {"privacy": {"enabled": False}, "figures": {"dynamics": False}}))
+    assert neither["score"] == 2 * EPOCHS and "train" not in neither  # the training samples only, scored again
+
+
 def test_every_job_wrote_a_log(workdir):
     logs = sorted(p.name for p in (workdir / "logs/digits/noise0.1/seed0").iterdir())
     assert {"corrupt.log", "train.log", "average.log", "evaluate.log", "figure_grids.log", "figure_scores.log",
@@ -354,10 +421,11 @@ def test_every_log_starts_with_the_digest_of_the_code_that_ran(workdir):
 # What follows new curvature scores: in each run (the noise run and the duplicates run), once over the
 # runs, and the cleaning by curvature (the noise run's only: not aum's, not the oracle's)
 PER_RUN_AFTER_SCORING = ["average", "evaluate", "figure_grids", "figure_scores", "figure_dynamics", "compare_methods",
-                         "find_duplicates", "compare_memorization", "suspects"]
+                         "find_duplicates", "compare_memorization", "suspects", "privacy_audit"]
 ONCE_AFTER_SCORING = ["aggregate", "summary_figures", "methods_summary", "all"]
 CLEANING_AFTER_SCORING = {"clean_labels": 1, "retrain": 1, "cleaning_table": 1, "cleaning_summary": 1}
-BASELINE_JOBS = ["history_baselines", "crossval", "confident_learning", "ssft"]
+# after a new training, besides its scoring: the peer methods and the final checkpoint's evaluation
+BASELINE_JOBS = ["history_baselines", "crossval", "confident_learning", "ssft", "final_outputs"]
 
 
 def after_scoring(runs):

@@ -230,6 +230,8 @@ RUNTIME_SETTINGS = {
               "device": ("curvature", "device"), "placement": ("train", "placement"),
               "loader_workers": ("train", "loader_workers"),
               "checkpoints_per_job": ("curvature", "checkpoints_per_job")},
+    "final_outputs": {"batch_size": ("curvature", "batch_size"), "device": ("curvature", "device"),
+                      "placement": ("train", "placement"), "loader_workers": ("train", "loader_workers")},
 }
 
 

@@ -22,6 +22,7 @@ def evaluate(
     seed: int,
     epochs_scored: Sequence[int],
     history_path: str | None = None,
+    privacy_path: str | None = None,
     review_top: int | str = 100,
 ) -> None:
     from .. import metrics
@@ -46,6 +47,12 @@ def evaluate(
         # how often the suggested label of suspects.csv's samples is the true one (no peer ranks needed)
         review = suspects.review_list(table, table[["index"]], io.load_npz(history_path)["mean_probs"], review_top)
         result["suspects"] = suspects.suggestion_accuracy(review)
+    if privacy_path:
+        # the privacy audit: how well each statistic tells training from test samples
+        audit = pd.read_csv(privacy_path).set_index("statistic")
+        result["membership_inference"] = {
+            name: {key: float(row[key]) for key in ("auroc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
+            for name, row in audit.iterrows()}
     io.save_json(output, result)
     log.info("%s %s seed %d: curvature AUROC %s", dataset, variant, seed, result["auroc"])
 

@@ -1,0 +1,13 @@
+from memorization_curvature.job_log import logging_to
+from memorization_curvature.stages import privacy
+
+params = dict(snakemake.params.items())
+with logging_to(snakemake.log[0], code=params.pop("code")):
+    privacy.audit(
+        snakemake.input.labels,
+        list(snakemake.input.scores),
+        snakemake.input.final,
+        snakemake.output.table,
+        figure=snakemake.output.figure,
+        **params,
+    )

@@ -1,0 +1,136 @@
+"""Membership inference: how well a per-sample statistic tells a model's training samples (members)
+from samples it never saw (non-members).
+
+Every statistic is oriented so that a higher score says "member": a network is flatter around and
+more confident on what it trained on (lower curvature, lower loss, higher logit-scaled confidence).
+Attacks are judged as since Carlini et al. (2022): by the true-positive rate at low false-positive
+rates as well as by AUROC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LOW_FPRS = (0.01, 0.001)
+
+
+def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """LiRA's statistic (Carlini et al. 2022): log p_y - log(1 - p_y) = z_y - logsumexp of the other
+    logits, from logits (N, K) and labels (N,), in float64 without forming 1 - p_y (which rounds to 0
+    for a confident network)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    rows = np.arange(len(logits))
+    labels = np.asarray(labels, dtype=np.int64)
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    top = others.max(axis=1)
+    return logits[rows, labels] - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy of logits (N, K) at labels (N,), in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(axis=1)
+    log_normalizer = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    return log_normalizer - logits[np.arange(len(logits)), np.asarray(labels, dtype=np.int64)]
+
+
+def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) of every threshold on the scores, members positive."""
+    from sklearn.metrics import roc_curve
+
+    member_scores, nonmember_scores = _checked(member_scores, nonmember_scores)
+    truth = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+    fpr, tpr, _ = roc_curve(truth, np.r_[member_scores, nonmember_scores], drop_intermediate=False)
+    return fpr, tpr
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """The highest true-positive rate of a threshold whose false-positive rate is at most ``target``
+    (not interpolated: a threshold an attacker can pick)."""
+    return float(tpr[fpr <= target].max())
+
+
+def attack_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float]:
+    """AUROC, the best balanced accuracy over thresholds, the TPR at each of :data:`LOW_FPRS`, the
+    counts, and the lowest false-positive rate above 0 that the non-members can show (1 / their number:
+    a TPR at a lower target is the TPR at no false positive)."""
+    fpr, tpr = roc(member_scores, nonmember_scores)
+    result = {
+        "auroc": float(np.trapezoid(tpr, fpr)),
+        "balanced_accuracy": float(((tpr + 1 - fpr) / 2).max()),
+        **{f"tpr_at_{_percent(target)}_fpr": tpr_at_fpr(fpr, tpr, target) for target in LOW_FPRS},
+        "members": len(member_scores),
+        "non_members": len(nonmember_scores),
+        "lowest_measurable_fpr": 1 / len(nonmember_scores),
+    }
+    return result
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:g}pct"
+
+
+def _checked(member_scores, nonmember_scores):
+    member_scores = np.asarray(member_scores, dtype=np.float64)
+    nonmember_scores = np.asarray(nonmember_scores, dtype=np.float64)
+    if not len(member_scores) or not len(nonmember_scores):
+        raise ValueError(f"membership inference needs members and non-members: got {len(member_scores)} members "
+                         f"and {len(nonmember_scores)} non-members (a run with no test samples cannot be audited)")
+    for name, scores in (("member", member_scores), ("non-member", nonmember_scores)):
+        if not np.isfinite(scores).all():
+            raise ValueError(f"{np.count_nonzero(~np.isfinite(scores))} {name} score(s) are not finite")
+    return member_scores, nonmember_scores
+
+
+# The free audit: statistics every run has for its training samples and its test samples.
+# name -> (what it is, how it is turned into a member score)
+FREE_STATISTICS = {
+    "curvature_mean": ("input-loss curvature averaged over the scored epochs", "lower is member"),
+    "curvature_last": ("input-loss curvature at the last scored epoch", "lower is member"),
+    "loss_final": ("cross-entropy at the final checkpoint (Yeom et al. 2018)", "lower is member"),
+    "logit_confidence_final": ("LiRA's logit-scaled confidence at the final checkpoint (Carlini et al. 2022)",
+                               "higher is member"),
+}
+
+
+def member_score(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` of the free statistic ``name`` oriented so that higher says member."""
+    direction = FREE_STATISTICS[name][1]
+    return -np.asarray(values, dtype=np.float64) if direction == "lower is member" else np.asarray(values, np.float64)
+
+
+def free_audit(statistics: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """One row per statistic: ``statistics`` maps a name of :data:`FREE_STATISTICS` to (its values on
+    the members, its values on the non-members)."""
+    rows = []
+    for name, (members, nonmembers) in statistics.items():
+        description, direction = FREE_STATISTICS[name]
+        rows.append({"statistic": name, "member_if": direction, "description": description,
+                     **attack_metrics(member_score(name, members), member_score(name, nonmembers))})
+    return pd.DataFrame(rows)
+
+
+def log_roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dict[str, float], *, title: str):
+    """ROC curves on log-log axes (the low false-positive rates that matter to an attacker, drawn out),
+    with chance; and the plotted numbers."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    rows = []
+    lowest = 1.0
+    for name, (fpr, tpr) in curves.items():
+        shown = (fpr > 0) & (tpr > 0)  # log axes: the points at 0 cannot be drawn
+        ax.plot(fpr[shown], tpr[shown], label=f"{name} (AUROC {aurocs[name]:.3f})")
+        lowest = min(lowest, fpr[fpr > 0].min(initial=1.0))
+        rows.append(pd.DataFrame({"statistic": name, "false_positive_rate": fpr, "true_positive_rate": tpr}))
+    ax.plot([lowest, 1], [lowest, 1], "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    return fig, pd.concat(rows, ignore_index=True)

@@ -1,0 +1,85 @@
+"""Membership inference statistics and attack metrics, against hand-worked numbers and scikit-learn."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from memorization_curvature import privacy
+
+
+def test_logit_confidence_is_the_log_odds_of_the_label():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.5]])
+    labels = np.array([0, 2, 1])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    expected = np.log(p[range(3), labels]) - np.log(1 - p[range(3), labels])
+    np.testing.assert_allclose(privacy.logit_confidence(logits, labels), expected, rtol=1e-12)
+    assert privacy.logit_confidence(np.array([[0.0, 0.0]]), np.array([1]))[0] == 0.0  # p = 1/2: even odds
+
+
+def test_logit_confidence_stays_finite_where_one_minus_p_rounds_to_zero():
+    # p_y = 1 - 1e-40: 1 - p_y is 0 in float64, the log-odds are not
+    logits = np.array([[0.0, -40 * np.log(10)]])
+    assert privacy.logit_confidence(logits, np.array([0]))[0] == pytest.approx(40 * np.log(10))
+    assert 0 <= privacy.cross_entropy(logits, np.array([0]))[0] < 1e-30  # the loss, 1e-40, rounds to 0
+
+
+def test_cross_entropy_matches_the_definition():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 7)), rng.integers(0, 7, 50)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(privacy.cross_entropy(logits, labels), -np.log(p[range(50), labels]), rtol=1e-12)
+
+
+def test_hand_worked_attack_metrics():
+    # members 4, 3, 1; non-members 2, 0, -1, -2: thresholds >= 4, 3, 2, 1, ...
+    members, nonmembers = np.array([4.0, 3.0, 1.0]), np.array([2.0, 0.0, -1.0, -2.0])
+    result = privacy.attack_metrics(members, nonmembers)
+    # pairs member > non-member: 4 > all 4, 3 > all 4, 1 > 3 of 4: 11 of 12
+    assert result["auroc"] == pytest.approx(11 / 12)
+    # threshold 3: TPR 2/3, FPR 0 -> (2/3 + 1) / 2; threshold 1: TPR 1, FPR 1/4 -> (1 + 3/4) / 2
+    assert result["balanced_accuracy"] == pytest.approx(7 / 8)
+    assert result["tpr_at_1pct_fpr"] == pytest.approx(2 / 3) and result["tpr_at_0.1pct_fpr"] == pytest.approx(2 / 3)
+    assert result["members"] == 3 and result["non_members"] == 4 and result["lowest_measurable_fpr"] == 0.25
+
+
+def test_tpr_at_fpr_is_the_best_threshold_within_the_rate_on_sklearns_curve():
+    rng = np.random.default_rng(1)
+    members, nonmembers = rng.normal(0.5, 1, 3000), rng.normal(0, 1, 5000)
+    fpr, tpr = privacy.roc(members, nonmembers)
+    truth = np.r_[np.ones(3000), np.zeros(5000)]
+    ref_fpr, ref_tpr, _ = roc_curve(truth, np.r_[members, nonmembers], drop_intermediate=False)
+    np.testing.assert_array_equal(fpr, ref_fpr)
+    np.testing.assert_array_equal(tpr, ref_tpr)
+    result = privacy.attack_metrics(members, nonmembers)
+    assert result["auroc"] == pytest.approx(roc_auc_score(truth, np.r_[members, nonmembers]))
+    for target, key in ((0.01, "tpr_at_1pct_fpr"), (0.001, "tpr_at_0.1pct_fpr")):
+        # by counting: the members above the score that at most target * 5000 non-members exceed
+        allowed = int(np.floor(target * 5000))
+        threshold = np.sort(nonmembers)[::-1][allowed]  # the (allowed+1)-th highest non-member
+        assert result[key] == pytest.approx(np.mean(members > threshold)), key
+        assert result[key] == ref_tpr[ref_fpr <= target].max()
+
+
+def test_separated_scores_are_found_and_identical_ones_are_chance():
+    rng = np.random.default_rng(2)
+    separated = privacy.attack_metrics(rng.uniform(1, 2, 500), rng.uniform(-1, 0, 500))
+    assert separated["auroc"] == 1 and separated["tpr_at_0.1pct_fpr"] == 1 and separated["balanced_accuracy"] == 1
+    same = privacy.attack_metrics(rng.normal(size=4000), rng.normal(size=4000))
+    assert abs(same["auroc"] - 0.5) < 0.03 and same["tpr_at_1pct_fpr"] < 0.03
+
+
+def test_free_audit_orients_each_statistic_so_that_higher_says_member():
+    low, high = np.array([0.1, 0.2]), np.array([5.0, 6.0])
+    table = privacy.free_audit({"curvature_mean": (low, high), "loss_final": (low, high),
+                                "logit_confidence_final": (high, low)}).set_index("statistic")
+    assert (table["auroc"] == 1).all()
+    assert table.loc["curvature_mean", "member_if"] == "lower is member"
+
+
+@pytest.mark.parametrize("members,nonmembers,message", [
+    (np.ones(3), np.ones(0), "needs members and non-members: got 3 members and 0 non-members"),
+    (np.array([1.0, np.nan]), np.ones(2), "1 member score(s) are not finite"),
+])
+def test_bad_scores_are_refused(members, nonmembers, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        privacy.attack_metrics(members, nonmembers)
