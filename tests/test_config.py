@@ -57,7 +57,7 @@ BAD = [
     ({"cleaning": {"review_top": 0}}, "cleaning.review_top"),
     ({"cleaning": {"methods": ["ssft"]}}, "cleaning.methods"),
     ({"privacy": {"enabled": "yes"}}, "privacy.enabled"),
-    ({"privacy": {"shadows": 4}}, "privacy.shadows"),
+    ({"privacy": {"enable": True}}, "privacy.enable"),
 ]
 
 

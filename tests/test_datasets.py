@@ -22,6 +22,7 @@ def test_mnist_idx_files(tmp_path, name, folder):
     prepared = data.prepare(name, test_fraction=0.2, split_seed=0, root=str(tmp_path))
     assert prepared.train_images.shape == (50, 1, 28, 28) and prepared.test_images.shape == (20, 1, 28, 28)
     assert prepared.pixel_max == 255 and prepared.num_classes == 10
+    assert prepared.class_names[3] == {"mnist": "3 - three", "fashion_mnist": "Dress"}[name]
     assert_read_as_written(prepared, written)
     assert not np.array_equal(written["train"][0], written["train"][0].transpose(0, 1, 3, 2))  # a swap would show
 

@@ -20,7 +20,13 @@ def test_logit_confidence_stays_finite_where_one_minus_p_rounds_to_zero():
     # p_y = 1 - 1e-40: 1 - p_y is 0 in float64, the log-odds are not
     logits = np.array([[0.0, -40 * np.log(10)]])
     assert privacy.logit_confidence(logits, np.array([0]))[0] == pytest.approx(40 * np.log(10))
-    assert 0 <= privacy.cross_entropy(logits, np.array([0]))[0] < 1e-30  # the loss, 1e-40, rounds to 0
+    assert privacy.cross_entropy(logits, np.array([0]))[0] == pytest.approx(1e-40, rel=1e-9)  # not rounded to 0
+    # so that the most confident samples, where low false-positive rates are decided, do not tie
+    margins = np.array([45.0, 42.0, 40.0, 38.0, 39.0, 10.0])
+    logits = np.column_stack([margins, np.zeros(6)])
+    loss = privacy.cross_entropy(logits, np.zeros(6, int))
+    assert len(set(loss)) == 6
+    assert privacy.attack_metrics(-loss[:3], -loss[3:])["auroc"] == 1
 
 
 def test_cross_entropy_matches_the_definition():
@@ -83,3 +89,53 @@ def test_free_audit_orients_each_statistic_so_that_higher_says_member():
 def test_bad_scores_are_refused(members, nonmembers, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         privacy.attack_metrics(members, nonmembers)
+
+
+def audit_files(tmp_path, *, test_curvature=True, final_epoch=2):
+    """A labels table, the scores of epochs 1 and 2 and the final outputs, in the run's own formats."""
+    import pandas as pd
+
+    from memorization_curvature import io
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"index": range(6), "given_label": [0, 1] * 3, "true_label": [0, 1] * 3,
+                  "corrupted": [False] * 6}).to_csv(tmp_path / "labels.csv", index=False)
+    scores = []
+    for epoch in (1, 2):
+        arrays = {"epoch": np.asarray(epoch), "train_curvature": rng.uniform(size=6)}
+        if test_curvature:
+            arrays["test_curvature"] = rng.uniform(size=4)
+        io.save_npz(tmp_path / f"epoch{epoch}.npz", **arrays)
+        scores.append(str(tmp_path / f"epoch{epoch}.npz"))
+    io.save_npz(tmp_path / "final.npz", epoch=np.asarray(final_epoch), train_loss=rng.uniform(size=6),
+                test_loss=rng.uniform(size=4), train_logit_confidence=rng.normal(size=6),
+                test_logit_confidence=rng.normal(size=4))
+    return str(tmp_path / "labels.csv"), scores, str(tmp_path / "final.npz")
+
+
+@pytest.mark.parametrize("problem,message", [
+    ({"test_curvature": False}, r"the scores of epoch\(s\) \[1, 2\] hold no test-sample curvature"),
+    ({"final_epoch": 3}, "final.npz is of epoch 3, the last scores of epoch 2"),
+])
+def test_the_audit_refuses_files_it_cannot_compare(tmp_path, problem, message):
+    from memorization_curvature import io
+    from memorization_curvature.stages import privacy as stage
+
+    labels, scores, final = audit_files(tmp_path, **problem)
+    with pytest.raises(io.BadInput, match=message):
+        stage.audit(labels, scores, final, str(tmp_path / "privacy.csv"), figure=str(tmp_path / "roc.png"),
+                    run_title="t")
+    assert not (tmp_path / "privacy.csv").exists()
+
+
+def test_the_audit_of_matching_files_uses_the_last_scored_epoch(tmp_path):
+    import pandas as pd
+
+    from memorization_curvature.stages import privacy as stage
+
+    labels, scores, final = audit_files(tmp_path)
+    stage.audit(labels, scores, final, str(tmp_path / "privacy.csv"), figure=str(tmp_path / "roc.png"), run_title="t")
+    table = pd.read_csv(tmp_path / "privacy.csv").set_index("statistic")
+    last = np.load(scores[-1])
+    assert table.loc["curvature_last", "auroc"] == pytest.approx(
+        roc_auc_score(np.r_[np.ones(6), np.zeros(4)], -np.r_[last["train_curvature"], last["test_curvature"]]))

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_helpers import REPO, snakemake, write_config
+from workflow_helpers import REPO, SHORT_CONFIG, short_run, snakemake, write_config
 
 SETUP = REPO / ".ci" / "slurm_local.sh"
 JOBCOMP = Path("/var/log/slurm/jobcomp.log")  # where .ci/slurm_local.sh has SLURM log finished jobs
-# data.threads: 1, as the machine has 2 cores
-CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 4, "threads": 1},
-          "data": {"threads": 1}, "curvature": {"n_probes": 2}}
+# the shared short run's configuration (its local run is the reference); data.threads: 1, as the machine
+# has 2 cores (a speed setting: the results are the same)
+CONFIG = {**SHORT_CONFIG, "data": {"threads": 1}}
 RUN = "results/digits/noise0.1/seed0"
 TARGET = f"{RUN}/curvature.csv"
 
@@ -105,12 +105,11 @@ def long_training(slurm, tmp_path_factory):
         started.kill()
 
 
-def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_results(slurm, long_training, tmp_path):
-    local, cluster = tmp_path / "local", tmp_path / "cluster"
-    for folder in (local, cluster):
-        folder.mkdir()
-        write_config(folder, CONFIG)
-    snakemake(local, TARGET)
+def test_workflow_runs_as_slurm_jobs_on_gpus_with_grouped_scoring_and_local_results(slurm, long_training, tmp_path,
+                                                                                      tmp_path_factory):
+    local, cluster = short_run(tmp_path_factory), tmp_path / "cluster"  # local: the same run on this machine
+    cluster.mkdir()
+    write_config(cluster, CONFIG)
     # the README's way of choosing the group size: 2 checkpoints per job
     command = cluster_command(cluster, TARGET, "--group-components", "scoring_{dataset}_{variant}_{seed}=2")
     result = subprocess.run(command, capture_output=True, text=True, timeout=700)

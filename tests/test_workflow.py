@@ -389,6 +389,20 @@ def test_loss_and_logit_confidence_rank_alike_without_shadow_models(workdir):
     assert table.loc["loss_final", "auroc"] == pytest.approx(table.loc["logit_confidence_final", "auroc"])
 
 
+def test_scoring_every_third_epoch_averages_and_audits_the_epochs_counted_back_from_the_last(workdir):
+    # of 4 epochs: 4 and 1. The average and the audit read those epochs' scores, the audit's last one is 4
+    output = planned(workdir, {"curvature": {"score_every": 3}})
+    inputs = {}
+    for block in output.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        line = next((line for line in block.splitlines() if line.startswith("    input: ")), "")
+        if f"output: {RUN}/" in block:
+            inputs[rule] = sorted(p for p in line.removeprefix("    input: ").split(", ") if "/scores/" in p)
+    expected = [str(RUN / "scores/epoch1.npz"), str(RUN / "scores/epoch4.npz")]
+    assert inputs["average"] == inputs["privacy_audit"] == expected, inputs
+    assert "score" not in inputs  # their scores are there already
+
+
 def test_the_audit_switched_off_or_the_dynamics_figure_off_keeps_every_score(workdir):
     # the audit needs the test samples' curvature: scoring keeps it while either of them asks for it
     off = rule_counts(planned_jobs(workdir, {"privacy": {"enabled": False}}))

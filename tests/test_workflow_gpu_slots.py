@@ -19,7 +19,7 @@ RUN = "results/digits/noise0.1/seed0"
 LOGS = "logs/digits/noise0.1/seed0"
 CONFIG = {"datasets": ["digits"], "noise_rates": [0.1], "seeds": [0], "train": {"epochs": 4}, "curvature": {"n_probes": 1},
           "figures": {"dynamics": False}, "baselines": {"history": [], "confident_learning": False},
-          "duplicates": {"enabled": False}}
+          "duplicates": {"enabled": False}, "privacy": {"enabled": False}}
 SCORES = [f"{RUN}/scores/epoch{epoch}.npz" for epoch in range(1, 5)]
 GPU_JOBS = ["score_epoch1", "score_epoch2", "score_epoch3", "score_epoch4", "train"]
 STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO memorization_curvature: "

@@ -21,7 +21,7 @@ def test_a_paper_configuration_scores_the_same_in_bf16(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     tiny = ["--configfile", str(REPO / "configs/paper/cifar10.yaml"), "--config", "noise_rates=[0.1]", "seeds=[1]",
             "data={verify_checksums: false}", "baselines={history: [], confident_learning: false}",
-            "duplicates={enabled: false}", "figures={dynamics: false}"]
+            "duplicates={enabled: false}", "figures={dynamics: false}", "privacy={enabled: false}"]
     # the paper's recipe, shortened, with the small network so that it runs on a CPU in seconds
     recipe = "train={epochs: 3, batch_size: 32, lr: 0.05, model: small_cnn, threads: 1}"
     scoring = "n_probes: 2, score_every: 3, batch_size: 128, threads: 1"  # the last checkpoint only

@@ -71,17 +71,23 @@ def session_folder(tmp_path_factory):
 def shared_workflow(tmp_path_factory, name, build):
     """The finished workflow ``name`` that ``build(workdir)`` makes, shared by the test files of the session
     (on any worker) that ask for it: the first builds it under a lock, the others wait for it. Tests only
-    read it, or dry-run on it with --nolock and other settings in a file of their own (:func:`planned`);
-    to change anything, copy it first."""
+    read it, or dry-run on it with --nolock and other settings in a file of their own (:func:`planned`;
+    a dry run writes nothing but Snakemake's cache of file states, which no test trusts); to change
+    anything, copy it first. A failed build fails every test that asks for it, without building again."""
     root = session_folder(tmp_path_factory) / "shared_workflows"
     root.mkdir(exist_ok=True)
-    workdir, finished = root / name, root / f"{name}.finished"
+    workdir, finished, failed = root / name, root / f"{name}.finished", root / f"{name}.failed"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if failed.exists():
+            raise RuntimeError(f"the shared workflow {name} failed to build:\n{failed.read_text()}")
         if not finished.exists():
-            shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
             workdir.mkdir()
-            build(workdir)
+            try:
+                build(workdir)
+            except BaseException as error:
+                failed.write_text(str(error)[-3000:])
+                raise
             finished.touch()
     return workdir
 

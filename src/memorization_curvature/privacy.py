@@ -29,11 +29,10 @@ def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample cross-entropy of logits (N, K) at labels (N,), in float64."""
-    logits = np.asarray(logits, dtype=np.float64)
-    top = logits.max(axis=1)
-    log_normalizer = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-    return log_normalizer - logits[np.arange(len(logits)), np.asarray(labels, dtype=np.int64)]
+    """Per-sample cross-entropy of logits (N, K) at labels (N,), in float64: -log p_y = log(1 + e^-phi)
+    with phi the :func:`logit_confidence`, exact also where p_y rounds to 1 (logsumexp - z_y would be 0
+    there, and confident samples would tie)."""
+    return np.logaddexp(0.0, -logit_confidence(logits, labels))
 
 
 def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +55,11 @@ def attack_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> d
     """AUROC, the best balanced accuracy over thresholds, the TPR at each of :data:`LOW_FPRS`, the
     counts, and the lowest false-positive rate above 0 that the non-members can show (1 / their number:
     a TPR at a lower target is the TPR at no false positive)."""
+    from sklearn.metrics import auc
+
     fpr, tpr = roc(member_scores, nonmember_scores)
     result = {
-        "auroc": float(np.trapezoid(tpr, fpr)),
+        "auroc": float(auc(fpr, tpr)),
         "balanced_accuracy": float(((tpr + 1 - fpr) / 2).max()),
         **{f"tpr_at_{_percent(target)}_fpr": tpr_at_fpr(fpr, tpr, target) for target in LOW_FPRS},
         "members": len(member_scores),

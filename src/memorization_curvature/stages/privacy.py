@@ -54,9 +54,13 @@ def audit(labels_path: str, score_paths: Sequence[str], outputs_path: str, table
     train = np.stack([arrays["train_curvature"] for arrays in scores])
     test = np.stack([arrays["test_curvature"] for arrays in scores])
     final = io.load_npz(outputs_path)
-    if train.shape[1] != n_train or len(final["train_loss"]) != n_train:
-        raise io.BadInput(f"{n_train} training samples in {labels_path}, but {train.shape[1]} in the scores and "
-                          f"{len(final['train_loss'])} in {outputs_path}")
+    if train.shape[1] != n_train or len(final["train_loss"]) != n_train or test.shape[1] != len(final["test_loss"]):
+        raise io.BadInput(f"{n_train} training samples in {labels_path}, {train.shape[1]} in the scores and "
+                          f"{len(final['train_loss'])} in {outputs_path}; {test.shape[1]} test samples in the scores "
+                          f"and {len(final['test_loss'])} in {outputs_path}: files of different runs")
+    if int(final["epoch"]) != int(scores[-1]["epoch"]):
+        raise io.BadInput(f"{outputs_path} is of epoch {int(final['epoch'])}, the last scores of epoch "
+                          f"{int(scores[-1]['epoch'])}: the audit compares the final checkpoint's")
     statistics = {
         "curvature_mean": (train.mean(axis=0), test.mean(axis=0)),
         "curvature_last": (train[-1], test[-1]),
