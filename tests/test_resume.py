@@ -116,10 +116,22 @@ def test_state_from_other_parameters_inputs_or_code_is_not_used(killed_after_epo
         (checkout / "src/memorization_curvature/training.py").write_text(
             (checkout / "src/memorization_curvature/training.py").read_text() + "\n_EDITED = 1\n")
         snakefile = checkout / "Snakefile"
-    snakemake(tmp_path, "--rerun-incomplete", f"{RUN}/train_metrics.csv", snakefile=snakefile)
-    log = (tmp_path / "logs/digits/noise0.1/seed0/train.log").read_text()
-    assert "ignoring training state" in log and "resuming" not in log
-    assert re.findall(r"epoch (\d+)/\d+ loss", log)[0] == "1"
+    # run until the training logs its first epoch: from the state, or from the start (then stopped there)
+    log = tmp_path / "logs/digits/noise0.1/seed0/train.log"
+    log.unlink()  # the killed run's
+    process = subprocess.Popen(
+        snakemake_command(tmp_path, "--cores", "2", "--rerun-incomplete", f"{RUN}/train_metrics.csv",
+                          snakefile=snakefile), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    deadline = time.time() + 300
+    while not (log.exists() and re.search(r"epoch \d+/\d+ loss", log.read_text())):
+        assert process.poll() is None and time.time() < deadline, "the training did not start"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    text = log.read_text()
+    assert "ignoring training state" in text and "resuming" not in text
+    assert re.findall(r"epoch (\d+)/\d+ loss", text)[0] == "1"
 
 
 def test_corrupted_checkpoint_is_named_and_regenerating_it_recovers(reference, tmp_path):

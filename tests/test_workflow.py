@@ -500,7 +500,7 @@ def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, 
 
 LIGHT_STEPS = """
 import json, sys
-from memorization_curvature.stages import baselines, data, evaluate, figures, memorization, score
+from memorization_curvature.stages import baselines, data, evaluate, figures, memorization, privacy, score
 run, out = sys.argv[1], sys.argv[2]
 prepared = "results/digits/data.npz"
 scores = [f"{run}/scores/epoch{e}.npz" for e in range(1, 5)]
@@ -526,6 +526,8 @@ memorization.find_duplicates(prepared, f"{run}/curvature.csv", f"{out}/dup.csv",
                        threshold=0.9, feature_size=8, top_k=[10], run_title="t")
 memorization.compare_memorization(f"{run}/curvature.csv", "fz_scores.npz", f"{out}/fz.json", figure=f"{out}/fz.png",
                             top_k=100, run_title="t", images_replaced=False)
+privacy.audit(f"{run}/labels.csv", scores, f"{run}/privacy/final_outputs.npz", f"{out}/privacy.csv", figure=f"{out}/pr.png",
+              run_title="t")
 heavy = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
 print(json.dumps(heavy))
 """
@@ -538,6 +540,7 @@ def test_light_steps_do_not_import_torch(workdir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
     assert pd.read_csv(tmp_path / "m.csv")["curvature"].notna().all()  # the steps did their work
+    assert pd.read_csv(tmp_path / "privacy.csv").equals(pd.read_csv(workdir / RUN / "privacy.csv"))
 
 
 @pytest.mark.parametrize("dataset,changes_digits", [("cifar10", False), ("digits", True)])

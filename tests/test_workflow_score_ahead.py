@@ -78,19 +78,6 @@ def assert_same_scores(workdir, reference):
     assert (workdir / TARGET).read_text() == (reference / TARGET).read_text()
 
 
-def test_one_job_scores_the_run_and_the_others_take_its_scores(reference, tmp_path):
-    workdir = rescored(reference, tmp_path, 4, cores=1)
-    assert_same_scores(workdir, reference)
-    scored, took = scored_where(workdir)
-    (first,) = {jobs[0] for jobs in scored.values()}  # one process scored all four checkpoints ...
-    assert sorted(scored) == list(EPOCHS) and all(len(jobs) == 1 for jobs in scored.values())
-    assert sorted(took) == sorted(f"score_epoch{e}" for e in EPOCHS if f"score_epoch{e}" != first)  # ... once each
-    assert not (workdir / RUN / "scores/.ahead").exists()  # cleared once averaged
-    # the setting changes speed only: back to one per job, nothing to do
-    write_config(workdir, CONFIG)
-    assert "Nothing to be done" in snakemake(workdir, TARGET, "-n")
-
-
 def test_parallel_jobs_share_the_checkpoints_and_score_each_once(reference, tmp_path):
     workdir = rescored(reference, tmp_path, 2, cores=2)
     assert_same_scores(workdir, reference)
@@ -100,7 +87,8 @@ def test_parallel_jobs_share_the_checkpoints_and_score_each_once(reference, tmp_
                {job for jobs in scored.values() for job in jobs})  # at most 2 checkpoints per process
 
 
-def test_a_rerun_after_a_parameter_change_scores_ahead(reference, more_probes, tmp_path):
+def test_one_job_scores_a_rerun_after_a_parameter_change_and_the_others_take_its_scores(reference, more_probes,
+                                                                                          tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir, symlinks=True)  # a finished run
     for log in (workdir / LOGS).glob("score_epoch*.log"):
@@ -115,6 +103,10 @@ def test_a_rerun_after_a_parameter_change_scores_ahead(reference, more_probes, t
     assert sorted(scored) == list(EPOCHS) and all(len(jobs) == 1 for jobs in scored.values())
     assert sorted(took) == sorted(f"score_epoch{e}" for e in EPOCHS if f"score_epoch{e}" != first)
     assert (workdir / LOGS / f"{first}.log").read_text().count("ahead of its job") == 3
+    assert not (workdir / RUN / "scores/.ahead").exists()  # cleared once averaged
+    # the setting changes speed only: back to one checkpoint per job, nothing to do
+    write_config(workdir, with_curvature(n_probes=3))
+    assert "Nothing to be done" in snakemake(workdir, TARGET, "-n")
 
 
 def test_a_corrupt_later_checkpoint_fails_its_own_job_only(reference, tmp_path):
