@@ -139,3 +139,61 @@ def test_the_audit_of_matching_files_uses_the_last_scored_epoch(tmp_path):
     last = np.load(scores[-1])
     assert table.loc["curvature_last", "auroc"] == pytest.approx(
         roc_auc_score(np.r_[np.ones(6), np.zeros(4)], -np.r_[last["train_curvature"], last["test_curvature"]]))
+
+
+# Shadow models: the masks, the Gaussian fits and the likelihood ratios (the trainings are next)
+
+
+def test_every_sample_is_in_exactly_half_the_models_and_the_masks_follow_the_seed():
+    masks = privacy.shadow_masks(1000, 16, seed=3)
+    assert masks.shape == (16, 1000) and masks.dtype == bool
+    assert (masks.sum(axis=0) == 8).all()  # each sample IN for 8 models, OUT for 8
+    assert abs(masks.sum(axis=1).mean() - 500) < 1e-9 and masks.sum(axis=1).min() > 400  # each model: about half
+    assert np.array_equal(masks, privacy.shadow_masks(1000, 16, seed=3))
+    assert not np.array_equal(masks, privacy.shadow_masks(1000, 16, seed=4))
+    # no two models share their half: the samples' halves are drawn independently
+    assert len({row.tobytes() for row in masks}) == 16
+    with pytest.raises(ValueError, match="shadow models: 1; expected at least 2"):
+        privacy.shadow_masks(10, 1, seed=0)
+
+
+def test_gaussian_fits_by_hand():
+    # 4 models x 2 samples; sample 0 IN for models 0 and 1, sample 1 IN for models 2 and 3
+    statistics = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 0.0], [9.0, 4.0]])
+    inside = np.array([[True, False], [True, False], [False, True], [False, True]])
+    fits = privacy.gaussian_fits(statistics, inside)
+    np.testing.assert_allclose(fits["mean_in"], [2.0, 2.0])
+    np.testing.assert_allclose(fits["mean_out"], [7.0, 15.0])
+    np.testing.assert_allclose(fits["std_in"], [np.sqrt(2.0), np.sqrt(8.0)])  # sample standard deviations
+    np.testing.assert_allclose(fits["std_out"], [np.sqrt(8.0), np.sqrt(50.0)])
+
+
+def test_likelihood_ratios_by_hand():
+    fits = {"mean_in": np.array([1.0, 0.0]), "std_in": np.array([1.0, 2.0]),
+            "mean_out": np.array([0.0, 0.0]), "std_out": np.array([1.0, 1.0])}
+    value = np.array([1.0, 0.0])
+    # sample 0: log N(1; 1, 1) - log N(1; 0, 1) = 0 - (-1/2); sample 1: log N(0; 0, 2) - log N(0; 0, 1) = -log 2
+    np.testing.assert_allclose(privacy.online_likelihood_ratio(value, fits, global_variance=False),
+                               [0.5, -np.log(2)])
+    # one spread per side for all samples: sqrt(mean of the variances) = sqrt(5/2) IN, 1 OUT
+    s = np.sqrt(2.5)
+    expected = [0.5 - np.log(s), -np.log(s)]
+    np.testing.assert_allclose(privacy.online_likelihood_ratio(value, fits, global_variance=True), expected)
+    np.testing.assert_allclose(privacy.offline_score(value, fits, global_variance=False), [1.0, 0.0])
+
+
+def test_the_likelihood_ratio_finds_members_where_in_and_out_differ_and_not_where_they_do_not():
+    # each sample its own level (what a global threshold cannot undo), members shifted by one spread
+    rng = np.random.default_rng(5)
+    n, models = 2000, 16
+    masks = privacy.shadow_masks(n, models + 1, seed=0)
+    level = rng.normal(0, 5, n)
+    for shift, low, high in ((1.0, 0.7, 1.0), (0.0, 0.45, 0.55)):
+        statistics = level + rng.normal(0, 0.5, (models + 1, n)) + shift * masks
+        target, shadows = statistics[0], statistics[1:]
+        fits = privacy.gaussian_fits(shadows, masks[1:])
+        score = privacy.online_likelihood_ratio(target, fits, global_variance=True)
+        auroc = roc_auc_score(masks[0], score)
+        assert low < auroc < high, (shift, auroc)
+        # a global threshold on the statistic itself barely sees the shift under the levels' spread
+        assert roc_auc_score(masks[0], target) < 0.6

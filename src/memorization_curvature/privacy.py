@@ -135,3 +135,58 @@ def log_roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dic
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     return fig, pd.concat(rows, ignore_index=True)
+
+
+# Shadow models (LiRA, Carlini et al. 2022; Curvature Clues, Ravikumar et al. 2024): K trainings of the
+# run's recipe, each on a random half of the training set; per sample, Gaussians of its statistic over the
+# models that trained on it (IN) and those that did not (OUT).
+
+
+def shadow_masks(n_samples: int, n_models: int, seed: int) -> np.ndarray:
+    """(n_models, n_samples) booleans, model k trains on sample i where True: for every sample, exactly
+    half of the models (n_models even; the lower half otherwise) hold it, drawn with ``seed`` (LiRA's
+    construction: each sample's models are a random half, so each model trains on about half the set)."""
+    if n_models < 2:
+        raise ValueError(f"shadow models: {n_models}; expected at least 2 (each sample IN for some, OUT for others)")
+    draws = np.random.default_rng(seed).uniform(size=(n_models, n_samples))
+    return draws.argsort(axis=0).argsort(axis=0) < n_models // 2
+
+
+def gaussian_fits(statistics: np.ndarray, inside: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sample, the mean and standard deviation of its statistic over the models that trained on it
+    (``inside``) and those that did not: ``statistics`` and ``inside`` are (models, samples). A sample
+    with fewer than two models on a side has no spread of its own there: NaN."""
+    statistics = np.asarray(statistics, dtype=np.float64)
+    inside = np.asarray(inside, dtype=bool)
+    fits = {}
+    for side, mask in (("in", inside), ("out", ~inside)):
+        count = mask.sum(axis=0)
+        values = np.where(mask, statistics, 0.0)
+        mean = values.sum(axis=0) / np.maximum(count, 1)
+        variance = (np.where(mask, (statistics - mean) ** 2, 0.0)).sum(axis=0) / np.maximum(count - 1, 1)
+        fits[f"mean_{side}"] = np.where(count >= 1, mean, np.nan)
+        fits[f"std_{side}"] = np.where(count >= 2, np.sqrt(variance), np.nan)
+    return fits
+
+
+def _log_normal_pdf(x, mean, std):
+    return -0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+
+
+def online_likelihood_ratio(value: np.ndarray, fits: dict[str, np.ndarray], *, global_variance: bool) -> np.ndarray:
+    """log N(value; IN) - log N(value; OUT) per sample (higher says member). ``global_variance``: one
+    standard deviation per side for every sample (LiRA's choice below 64 shadow models)."""
+    std_in, std_out = fits["std_in"], fits["std_out"]
+    if global_variance:
+        std_in = np.full_like(std_in, np.sqrt(np.nanmean(std_in ** 2)))
+        std_out = np.full_like(std_out, np.sqrt(np.nanmean(std_out ** 2)))
+    return _log_normal_pdf(value, fits["mean_in"], std_in) - _log_normal_pdf(value, fits["mean_out"], std_out)
+
+
+def offline_score(value: np.ndarray, fits: dict[str, np.ndarray], *, global_variance: bool) -> np.ndarray:
+    """How far above the OUT models' distribution the value lies, (value - mean_out) / std_out per
+    sample: LiRA's one-sided offline test, for a statistic oriented so that members are higher."""
+    std_out = fits["std_out"]
+    if global_variance:
+        std_out = np.full_like(std_out, np.sqrt(np.nanmean(std_out ** 2)))
+    return (value - fits["mean_out"]) / std_out
