@@ -14,6 +14,7 @@ import yaml
 from memorization_curvature.config import (ConfigError, run_epochs, scored_epochs, training_recipe,
                                            validate_config)
 
+from dataset_files import write_mnist
 from workflow_helpers import snakemake_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +156,17 @@ def test_missing_dataset_files_are_named(tmp_path):
     assert "cifar-10-batches-py/data_batch_2" in str(error.value)
     assert "cifar-10-batches-py/data_batch_1," not in str(error.value)
     validate_config(merged({"datasets": ["cifar10"], "data": {"root": str(tmp_path), "download": True}}), SCHEMA)
+
+
+@pytest.mark.parametrize("dataset,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_files_in_the_real_layout_pass_the_planning_check(tmp_path, dataset, folder):
+    """What the planning check asks for is where torchvision's reader finds it (test_datasets reads them)."""
+    write_mnist(tmp_path, folder, n_train=4, n_test=2)
+    config = validate_config(merged({"datasets": [dataset], "data": {"root": str(tmp_path)}}), SCHEMA)
+    assert training_recipe(config, dataset)["model"] == "resnet18_cifar"
+    other = {"MNIST": "fashion_mnist", "FashionMNIST": "mnist"}[folder]
+    with pytest.raises(ConfigError, match=f"lacks the {other} files"):  # each dataset its own folder
+        validate_config(merged({"datasets": [other], "data": {"root": str(tmp_path)}}), SCHEMA)
 
 
 def test_scored_epochs_count_back_from_the_last():

@@ -82,6 +82,7 @@ def shared_workflow(tmp_path_factory, name, build):
         if failed.exists():
             raise RuntimeError(f"the shared workflow {name} failed to build:\n{failed.read_text()}")
         if not finished.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a builder killed mid-build left it half made
             workdir.mkdir()
             try:
                 build(workdir)
