@@ -82,12 +82,13 @@ def cluster_command(workdir, *args):
     ]
 
 
-# A training that needs at least three 1-minute limits: a start trains at most about 35 s (a minute, less
-# its start-up and the 20 s margin, time_limit.MARGIN_S), its epochs take about 80 s here (0.45 s each
-# quiet, more beside other tests). Started with the module (the other test runs meanwhile), with its
-# reference: the same training uninterrupted on this machine.
-LONG_EPOCHS = 180
-LONG = {**CONFIG, "train": {"epochs": LONG_EPOCHS, "threads": 1}}
+# A training that needs at least three 1-minute limits: with a margin of 42 s (train.time_limit_margin_s,
+# speed only) a start trains at most about 15 s (a minute, less the job's start-up, the margin and 1.5
+# epochs), and its 80 epochs take 30 s or more here (0.4 s each quiet, more beside other tests). Started
+# with the module (the other test runs meanwhile), with its reference: the same training uninterrupted
+# on this machine.
+LONG_EPOCHS = 80
+LONG = {**CONFIG, "train": {"epochs": LONG_EPOCHS, "threads": 1, "time_limit_margin_s": 42}}
 LONG_TARGET = f"{RUN}/train_metrics.csv"
 
 
@@ -171,6 +172,7 @@ def test_a_training_longer_than_its_time_limit_goes_back_in_the_queue_until_done
                           r"goes back in the queue", log)
     resumed = [int(e) for e in re.findall(r"resuming after epoch (\d+) of training", log)]
     assert len(requeued) == len(resumed) == starts - 1, log[-3000:]
+    assert log.count("+ 42 s margin = ") == len(requeued)  # the configured margin, read by the job
     assert resumed == [int(epoch) for epoch, _ in requeued]  # each start resumes where the last stopped
     # every epoch trained once, none repeated: each start stopped cleanly before its limit
     assert [int(e) for e in re.findall(r"epoch (\d+)/\d+ loss", log)] == list(range(1, LONG_EPOCHS + 1))

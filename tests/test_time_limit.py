@@ -54,8 +54,9 @@ class Slurm:
     def sleep(self, seconds):
         self.now += seconds
 
-    def limit_for(self, rule="train"):
-        return time_limit.SlurmTimeLimit(JOB, rule, run=self.run, clock=lambda: self.now, sleep=self.sleep)
+    def limit_for(self, rule="train", **options):
+        return time_limit.SlurmTimeLimit(JOB, rule, run=self.run, clock=lambda: self.now, sleep=self.sleep,
+                                         **options)
 
 
 class Stopped(Exception):
@@ -84,6 +85,21 @@ def test_the_job_requeues_itself_once_the_next_epoch_may_not_fit(caplog):
     assert slurm.commands[-1] == ["scontrol", "requeue", JOB]
     assert sum(c[0] == "squeue" for c in slurm.commands) == 2  # at the start and to confirm, not every epoch
     assert "after epoch 4 of training: the next epoch may not fit in the 28 s left" in caplog.text
+
+
+@pytest.mark.parametrize("margin_s,stop", [(20, 4), (0, 7), (40, 2)])
+def test_the_margin_decides_where_the_job_stops(margin_s, stop):
+    slurm = Slurm()
+    limit = slurm.limit_for(margin_s=margin_s)
+    assert f"with a margin of {margin_s} s" in limit.describe()
+    limit._sleep = lambda seconds: (_ for _ in ()).throw(Stopped())
+    for epoch in range(1, 10):
+        slurm.now += 8.0  # the next epoch needs 12 s plus the margin
+        try:
+            limit.after_epoch(f"epoch {epoch}")
+        except Stopped:
+            break
+    assert epoch == stop  # the first after which fewer than 12 s + margin are left
 
 
 def test_a_limit_raised_meanwhile_lets_the_job_go_on():
@@ -144,11 +160,12 @@ def test_a_requeued_job_that_is_never_stopped_says_so():
             limit.after_epoch(f"epoch {epoch}")
 
 
-def script_object(rule):
-    """The ``snakemake`` object Snakemake gives a job's script."""
+def script_object(rule, margin_s=20):
+    """The ``snakemake`` object Snakemake gives a job's script (with the validated config's margin)."""
     from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, ResourceList, Snakemake, Wildcards
 
-    return Snakemake(InputFiles(), OutputFiles(), Params(), Wildcards(), 1, ResourceList(), Log(), {}, rule, 0)
+    config = {"train": {"time_limit_margin_s": margin_s}}
+    return Snakemake(InputFiles(), OutputFiles(), Params(), Wildcards(), 1, ResourceList(), Log(), config, rule, 0)
 
 
 def test_outside_slurm_there_is_no_limit(monkeypatch):
@@ -164,8 +181,8 @@ def test_a_job_reads_its_rule_and_limit_from_slurms_commands(monkeypatch, tmp_pa
     monkeypatch.setenv("SLURM_JOB_ID", JOB)
     monkeypatch.setenv("PATH", str(tmp_path))
     caplog.set_level(logging.INFO, logger="memorization_curvature")
-    with time_limit.for_job(script_object("train")) as limit:
-        assert limit.requeue_refused is None and limit.limit == 60.0
+    with time_limit.for_job(script_object("train", margin_s=33)) as limit:
+        assert limit.requeue_refused is None and limit.limit == 60.0 and limit.margin_s == 33
     with time_limit.for_job(script_object("ssft")) as limit:
         assert "not submitted for this ssft job alone" in limit.requeue_refused
     assert "SLURM job 42 (start 1) has 47 s left of its 60 s limit" in caplog.text

@@ -464,6 +464,7 @@ def test_changing_n_or_h_reruns_scoring_and_after_but_not_training(workdir, key,
 # Settings that change speed, memory or placement only (config.RUNTIME_SETTINGS and the threads):
 # the jobs read them from the config, so a finished workflow has nothing to do after any of them.
 SPEED_ONLY = [("train", "placement", "stream"), ("train", "loader_workers", 0), ("train", "threads", 2),
+              ("train", "time_limit_margin_s", 45),
               ("curvature", "batch_size", 100), ("curvature", "probes_per_pass", 5), ("curvature", "device", "cpu"),
               ("curvature", "threads", 2), ("data", "threads", 1),
               ("gpu_slots", "folder", "/tmp/memcurv-gpu-slots"), ("curvature", "checkpoints_per_job", 3)]

@@ -3,9 +3,9 @@
 SLURM ends a job at its time limit (state TIMEOUT, a failure) and does not requeue it. So a job that
 trains reads its SLURM job's time left, and after each epoch (once the state to resume from is kept,
 :class:`memorization_curvature.resume.Progress`) asks whether the next epoch still fits: the longest
-epoch of this start, times :data:`SAFETY`, plus :data:`MARGIN_S`. If it may not, the job puts its own
-SLURM job back in the queue (``scontrol requeue``: same job id, so Snakemake keeps waiting for it) and
-its next start resumes from the kept state. A training therefore finishes across as many time limits
+epoch of this start, times :data:`SAFETY`, plus a margin (``train.time_limit_margin_s``, 20 s by
+default). If it may not, the job puts its own SLURM job back in the queue (``scontrol requeue``: same
+job id, so Snakemake keeps waiting for it) and its next start resumes from the kept state. A training therefore finishes across as many time limits
 as it needs, each start training at least one epoch, with the result of an uninterrupted run.
 
 Only a batch job that Snakemake's SLURM executor submitted for this rule alone is requeued (its
@@ -34,8 +34,9 @@ from . import job_log
 
 log = logging.getLogger("memorization_curvature")
 
-# The next epoch must fit in the time left with this much to spare: writing the job's outputs after
-# the last epoch, the requeue itself, the clock of SLURM's time-limit check.
+# The next epoch must fit in the time left with this much to spare (train.time_limit_margin_s, speed
+# only): writing the job's outputs after the last epoch, the requeue itself, the clock of SLURM's
+# time-limit check.
 MARGIN_S = 20.0
 # Epochs vary (a loaded file system, another job on the node): plan for this multiple of the longest.
 SAFETY = 1.5
@@ -73,9 +74,10 @@ def _run(command: list) -> subprocess.CompletedProcess:
 class SlurmTimeLimit:
     """The time limit of the SLURM job ``job_id`` running rule ``rule``'s job, checked after each epoch."""
 
-    def __init__(self, job_id: str, rule: str, *, run: Run = _run, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, job_id: str, rule: str, *, margin_s: float = MARGIN_S, run: Run = _run,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.job_id, self.rule, self._run, self._clock, self._sleep = job_id, rule, run, clock, sleep
+        self.margin_s = float(margin_s)
         self._started = self._last = clock()
         self.longest_epoch, self._epochs = 0.0, []
         record = self._record()
@@ -120,8 +122,8 @@ class SlurmTimeLimit:
         plan = ("goes back in the queue" if self.requeue_refused is None
                 else f"stops with an error (it cannot go back in the queue: {self.requeue_refused})")
         return (f"SLURM job {self.job_id} (start {self.restarts + 1}) has {self._deadline - self._clock():.0f} s "
-                f"left of its {self.limit:.0f} s limit; when the next epoch may not fit, the job keeps its state "
-                f"and {plan}")
+                f"left of its {self.limit:.0f} s limit; when the next epoch may not fit (with a margin of "
+                f"{self.margin_s:g} s), the job keeps its state and {plan}")
 
     def after_epoch(self, done: str, seconds: float | None = None) -> None:
         """Called once the state after an epoch (``done``, e.g. "epoch 3 of fold 2"; ``seconds``: how long
@@ -136,7 +138,7 @@ class SlurmTimeLimit:
         self._last = now
         if self._deadline is None:
             return
-        needed = SAFETY * self.longest_epoch + MARGIN_S
+        needed = SAFETY * self.longest_epoch + self.margin_s
         if self._deadline - now >= needed:
             return
         self._deadline = now + self._time_left()  # the limit may have been raised (scontrol update)
@@ -144,7 +146,7 @@ class SlurmTimeLimit:
         if left >= needed:
             return
         why = (f"the next epoch may not fit in the {left:.0f} s left of SLURM job {self.job_id}'s time limit "
-               f"(longest epoch so far {self.longest_epoch:.1f} s, x{SAFETY:g} + {MARGIN_S:g} s = {needed:.0f} s)")
+               f"(longest epoch so far {self.longest_epoch:.1f} s, x{SAFETY:g} + {self.margin_s:g} s margin = {needed:.0f} s)")
         if self.requeue_refused is not None:
             raise OutOfTime(f"stopping after {done}: {why}, and the job cannot go back in the queue: "
                             f"{self.requeue_refused}. The state after {done} is kept: a retry or a rerun of "
@@ -178,7 +180,7 @@ def for_job(snakemake) -> Iterator[SlurmTimeLimit | None]:
         # them all); <array>_<task> names this task alone
         job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     try:
-        limit = SlurmTimeLimit(job_id, snakemake.rule)
+        limit = SlurmTimeLimit(job_id, snakemake.rule, margin_s=snakemake.config["train"]["time_limit_margin_s"])
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
         log.warning("cannot read the time limit of SLURM job %s (%s): this training will not stop before "
                     "it, and if the limit ends it, a retry or a rerun resumes from its last complete epoch",
