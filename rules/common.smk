@@ -52,6 +52,7 @@ wildcard_constraints:
     variant=r"noise[0-9]+(\.[0-9]+)?|dup[0-9]+",
     seed="[0-9]+",
     epoch="[0-9]+",
+    model="[0-9]+",
     cleaning=r"oracle|unchanged|[a-z][a-z0-9_]*_[0-9]+(\.[0-9]+)?(e-[0-9]+)?_(remove|relabel)",
 
 
@@ -66,6 +67,8 @@ localrules:
     figure_dynamics,
     summary_figures,
     privacy_audit,
+    shadow_masks,
+    shadow_attack,
     history_baselines,
     confident_learning,
     compare_methods,
@@ -236,6 +239,11 @@ def all_targets():
         *(
             runs("privacy.csv") + runs("figures/privacy_roc.png")
             if config["privacy"]["enabled"]
+            else []
+        ),
+        *(
+            runs("privacy_attack.csv") + runs("figures/privacy_attack_roc.png")
+            if config["privacy"]["shadow_models"]
             else []
         ),
     ]

@@ -59,6 +59,10 @@ BAD = [
     ({"cleaning": {"methods": ["ssft"]}}, "cleaning.methods"),
     ({"privacy": {"enabled": "yes"}}, "privacy.enabled"),
     ({"privacy": {"enable": True}}, "privacy.enable"),
+    ({"privacy": {"shadow_models": 3}}, "privacy.shadow_models"),
+    ({"privacy": {"shadow_models": 4}}, "privacy.shadow_models"),
+    ({"privacy": {"shadow_models": -4}}, "privacy.shadow_models"),
+    ({"privacy": {"mask_seed": -1}}, "privacy.mask_seed"),
 ]
 
 

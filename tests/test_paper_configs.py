@@ -6,14 +6,9 @@ import shutil
 import yaml
 
 from dataset_files import write_cifar10
-from workflow_helpers import REPO, snakemake
+from workflow_helpers import REPO, job_counts, snakemake
 
 CONFIGS = sorted((REPO / "configs" / "paper").glob("*.yaml"))
-
-
-def job_counts(text):
-    table = text.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def with_defaults(path):

@@ -145,16 +145,19 @@ def test_the_audit_of_matching_files_uses_the_last_scored_epoch(tmp_path):
 
 
 def test_every_sample_is_in_exactly_half_the_models_and_the_masks_follow_the_seed():
-    masks = privacy.shadow_masks(1000, 16, seed=3)
-    assert masks.shape == (16, 1000) and masks.dtype == bool
+    masks = privacy.shadow_masks(1001, 16, seed=3)
+    assert masks.shape == (16, 1001) and masks.dtype == bool
     assert (masks.sum(axis=0) == 8).all()  # each sample IN for 8 models, OUT for 8
-    assert abs(masks.sum(axis=1).mean() - 500) < 1e-9 and masks.sum(axis=1).min() > 400  # each model: about half
-    assert np.array_equal(masks, privacy.shadow_masks(1000, 16, seed=3))
-    assert not np.array_equal(masks, privacy.shadow_masks(1000, 16, seed=4))
-    # no two models share their half: the samples' halves are drawn independently
+    assert sorted(set(masks.sum(axis=1))) == [500, 501]  # each model: half
+    for model in range(16):  # pairs split the samples
+        assert np.array_equal(masks[privacy.partner(model)], ~masks[model])
+    assert np.array_equal(masks, privacy.shadow_masks(1001, 16, seed=3))
+    assert not np.array_equal(masks, privacy.shadow_masks(1001, 16, seed=4))
+    # no two pairs share their halves: drawn independently
     assert len({row.tobytes() for row in masks}) == 16
-    with pytest.raises(ValueError, match="shadow models: 1; expected at least 2"):
-        privacy.shadow_masks(10, 1, seed=0)
+    for bad in (4, 7, 0):
+        with pytest.raises(ValueError, match=f"shadow models: {bad}; expected an even number of at least 6"):
+            privacy.shadow_masks(10, bad, seed=0)
 
 
 def test_gaussian_fits_by_hand():
@@ -182,18 +185,86 @@ def test_likelihood_ratios_by_hand():
     np.testing.assert_allclose(privacy.offline_score(value, fits, global_variance=False), [1.0, 0.0])
 
 
-def test_the_likelihood_ratio_finds_members_where_in_and_out_differ_and_not_where_they_do_not():
-    # each sample its own level (what a global threshold cannot undo), members shifted by one spread
-    rng = np.random.default_rng(5)
-    n, models = 2000, 16
-    masks = privacy.shadow_masks(n, models + 1, seed=0)
+def synthetic(n, models, shift, seed):
+    """Statistics (models, 1 query, n) of samples each at its own level (what a global threshold cannot
+    undo), members shifted by ``shift`` spreads: LiRA's statistic up, log curvature down, loss down."""
+    rng = np.random.default_rng(seed)
+    masks = privacy.shadow_masks(n, models, seed=seed)
     level = rng.normal(0, 5, n)
-    for shift, low, high in ((1.0, 0.7, 1.0), (0.0, 0.45, 0.55)):
-        statistics = level + rng.normal(0, 0.5, (models + 1, n)) + shift * masks
-        target, shadows = statistics[0], statistics[1:]
-        fits = privacy.gaussian_fits(shadows, masks[1:])
-        score = privacy.online_likelihood_ratio(target, fits, global_variance=True)
-        auroc = roc_auc_score(masks[0], score)
-        assert low < auroc < high, (shift, auroc)
-        # a global threshold on the statistic itself barely sees the shift under the levels' spread
-        assert roc_auc_score(masks[0], target) < 0.6
+    draw = lambda sign: (level + rng.normal(0, 1, (models, n)) + sign * shift * masks)[:, None]  # noqa: E731
+    return masks, {"logit_confidence": draw(1), "log_curvature": draw(-1), "loss": draw(-1)}
+
+
+def test_the_attacks_find_members_where_in_and_out_differ():
+    masks, statistics = synthetic(2000, 16, shift=1.0, seed=5)
+    table = privacy.over_targets(privacy.shadow_audit(statistics, masks)[0]).set_index("attack")
+    for attack in ("lira_online", "curvature_lr", "curvature_nll"):
+        assert table.loc[attack, "auroc_mean"] > 0.7, table
+    # a global threshold on the statistic itself barely sees the shift under the levels' spread
+    assert table.loc["loss_threshold", "auroc_mean"] < 0.6
+    assert (table["targets"] == 16).all() and (table["members_per_target"] == 1000).all()
+
+
+def test_no_attack_sees_members_where_in_and_out_are_alike():
+    # leaving out only the target would give its members one IN shadow fewer than OUT and its non-members
+    # one more: with 6 models, AUROC about 0.46 for LiRA online and the curvature LR and NLL (measured)
+    masks, statistics = synthetic(4000, 6, shift=0.0, seed=2)
+    table = privacy.over_targets(privacy.shadow_audit(statistics, masks)[0])
+    assert (abs(table["auroc_mean"] - 0.5) < 0.02).all(), table[["attack", "auroc_mean"]]
+
+
+def test_shadow_attack_scores_by_hand():
+    # 6 models in pairs (0, 1), (2, 3), (4, 5) over 2 samples; target 0 (sample 0 its member), shadows 2-5
+    masks = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [0, 1], [1, 0]], dtype=bool)
+    phi = np.array([[4.0, 2.0], [0.0, 0.0], [3.0, 1.0], [0.0, 6.0], [2.0, 8.0], [5.0, 3.0]])
+    # sample 0: IN models 2, 5 (3, 5: mean 4), OUT models 3, 4 (0, 2: mean 1); sample 1: IN 3, 4 (6, 8: mean
+    # 7), OUT 2, 5 (1, 3: mean 2); every spread sqrt(2), so the pooled ones too (4 shadows < 64)
+    loss = np.arange(12.0).reshape(6, 1, 2)
+    statistics = {"logit_confidence": phi[:, None], "log_curvature": -phi[:, None], "loss": loss}
+    scores = privacy.shadow_attack_scores(statistics, masks, target=0)
+    np.testing.assert_allclose(scores["lira_online"], [9 / 4, -25 / 4])  # (x-mean_out)^2/4 - (x-mean_in)^2/4
+    np.testing.assert_allclose(scores["lira_offline"], [3 / np.sqrt(2), 0.0])
+    np.testing.assert_allclose(scores["curvature_lr"], [9 / 4, -25 / 4])  # log curvature -phi: the same ratio
+    np.testing.assert_allclose(scores["curvature_nll"], [9 / 4, -25 / 4])  # the IN spread for both: equal here
+    np.testing.assert_allclose(scores["curvature_offline"], [3 / np.sqrt(2), 0.0])  # flatter than OUT
+    np.testing.assert_allclose(scores["loss_threshold"], [-0.0, -1.0])
+    # two identical queries: LR of summed likelihoods unchanged, NLL summed (twice), LiRA the mean
+    twice = {name: np.concatenate([values, values], axis=1) for name, values in statistics.items()}
+    doubled = privacy.shadow_attack_scores(twice, masks, target=0)
+    np.testing.assert_allclose(doubled["curvature_lr"], scores["curvature_lr"])
+    np.testing.assert_allclose(doubled["curvature_nll"], 2 * scores["curvature_nll"])
+    np.testing.assert_allclose(doubled["lira_online"], scores["lira_online"])
+
+
+@pytest.mark.parametrize("models,pooled", [(64, True), (66, False)])
+def test_spreads_are_each_samples_own_from_64_shadows_on(models, pooled):
+    masks, statistics = synthetic(40, models, shift=1.0, seed=3)
+    statistics["logit_confidence"] *= np.linspace(0.5, 3, 40)  # each sample its own spread
+    shadows = np.arange(models) >= 2  # target 0, partner 1
+    fits = privacy.gaussian_fits(statistics["logit_confidence"][shadows, 0], masks[shadows])
+    expected = privacy.online_likelihood_ratio(statistics["logit_confidence"][0, 0], fits, global_variance=pooled)
+    np.testing.assert_allclose(privacy.shadow_attack_scores(statistics, masks, 0)["lira_online"], expected)
+    other = privacy.online_likelihood_ratio(statistics["logit_confidence"][0, 0], fits, global_variance=not pooled)
+    assert not np.allclose(expected, other)
+
+
+def test_exposure_is_the_mean_score_over_the_targets_that_trained_on_the_sample():
+    masks, statistics = synthetic(50, 6, shift=1.0, seed=1)
+    rows, exposure, pooled = privacy.shadow_audit(statistics, masks)
+    expected = np.zeros(50)
+    for target in range(6):
+        expected += np.where(masks[target], privacy.shadow_attack_scores(statistics, masks, target)["lira_online"], 0)
+    np.testing.assert_allclose(exposure["lira_online"], expected / 3)
+    members, nonmembers = pooled["lira_online"]
+    assert len(members) == len(nonmembers) == 6 * 25
+    table = privacy.over_targets(rows).set_index("attack")
+    aurocs = rows[rows["attack"] == "curvature_lr"]["auroc"]
+    assert table.loc["curvature_lr", "auroc_mean"] == pytest.approx(aurocs.mean())
+    assert table.loc["curvature_lr", "auroc_std"] == pytest.approx(aurocs.std())
+
+
+def test_top_overlap_by_hand():
+    first, second = np.array([5.0, 4, 3, 2, 1, 0, 0, 0, 0, 0]), np.array([0.0, 9, 8, 0, 0, 0, 0, 0, 0, 7])
+    # top 30 %: samples {0, 1, 2} and {1, 2, 9}: two of three
+    assert privacy.top_overlap(first, second, 0.3) == pytest.approx(2 / 3)
+    assert privacy.top_overlap(first, first, 0.3) == 1.0

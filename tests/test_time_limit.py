@@ -14,6 +14,7 @@ import torch
 
 from memorization_curvature import io, time_limit
 from memorization_curvature.stages import baselines, cleaning, data, train
+from memorization_curvature.stages import privacy as stage_privacy
 
 JOB = "42"
 RECORD = "JobId=42 JobName=abc Restarts=0 BatchFlag=1 Requeue=1 TimeLimit=00:01:00 Comment=rule_train_wildcards_x"
@@ -291,6 +292,16 @@ def test_retrain_stopped_gives_the_same_accuracies(run, tmp_path):
         cleaning.retrain(run / "data.npz", run / "cleaned.csv", folder / "result.json", seed=0, recipe=RECIPE,
                          device="cpu", threads=1, code="c", time_limit=limit)
     starts = both_ways(run, tmp_path, job, ["result.json"], 1)
+    assert starts == [["epoch 1 of training"], ["epoch 2 of training"], []]
+
+
+def test_shadow_training_stopped_gives_the_same_weights(run, tmp_path):
+    stage_privacy.shadow_masks(run / "labels.csv", tmp_path / "masks.npz", models=6, seed=0)
+
+    def job(folder, limit):
+        stage_privacy.shadow_train(run / "data.npz", run / "labels.csv", tmp_path / "masks.npz", folder / "model3.pt",
+                                   model=3, seed=0, recipe=RECIPE, device="cpu", threads=1, code="c", time_limit=limit)
+    starts = both_ways(run, tmp_path, job, ["model3.pt"], 1)
     assert starts == [["epoch 1 of training"], ["epoch 2 of training"], []]
 
 

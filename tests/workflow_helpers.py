@@ -2,6 +2,7 @@
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,12 @@ def shared_workflow(tmp_path_factory, name, build):
                 raise
             finished.touch()
     return workdir
+
+
+def job_counts(text):
+    """rule -> jobs, from a run's or a dry run's "Job stats" table."""
+    table = text.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def planned(workdir, settings, *args, **options):

@@ -207,6 +207,12 @@ def _cross_checks(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("curvature.precision", f"{scoring['precision']} applies to the finite difference, not to "
                                                 f"method {scoring['method']}; expected float32, or method "
                                                 "finite_difference"))
+    shadows = config["privacy"]["shadow_models"]
+    if shadows and (shadows < 6 or shadows % 2):
+        problems.append(("privacy.shadow_models", f"{shadows}; expected 0 (off) or an even number of at least 6 "
+                                                  "(models in pairs that split the training set; a target's "
+                                                  "shadows, all but it and its partner, hold every sample IN "
+                                                  "for two models or more, and OUT too)"))
     computed = computed_methods(config["baselines"])
     for method in config["cleaning"]["methods"]:
         if method not in computed:

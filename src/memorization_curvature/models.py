@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .choices import MODELS
@@ -72,3 +73,15 @@ def for_data(name: str, prepared) -> tuple[nn.Module, dict]:
     c, side, _ = prepared.image_shape
     kwargs = {"in_channels": c, "num_classes": prepared.num_classes, "image_size": side}
     return build_model(name, **kwargs), kwargs
+
+
+class Flipped(nn.Module):
+    """``network`` shown its input mirrored left to right: the flipped query of an image (the privacy
+    audit's second query where the recipe trains on flips)."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        return self.network(torch.flip(x, dims=(-1,)))

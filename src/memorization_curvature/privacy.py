@@ -143,13 +143,26 @@ def log_roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dic
 
 
 def shadow_masks(n_samples: int, n_models: int, seed: int) -> np.ndarray:
-    """(n_models, n_samples) booleans, model k trains on sample i where True: for every sample, exactly
-    half of the models (n_models even; the lower half otherwise) hold it, drawn with ``seed`` (LiRA's
-    construction: each sample's models are a random half, so each model trains on about half the set)."""
-    if n_models < 2:
-        raise ValueError(f"shadow models: {n_models}; expected at least 2 (each sample IN for some, OUT for others)")
-    draws = np.random.default_rng(seed).uniform(size=(n_models, n_samples))
-    return draws.argsort(axis=0).argsort(axis=0) < n_models // 2
+    """(n_models, n_samples) booleans, model k trains on sample i where True. Models come in pairs that
+    split the samples between them (model 2j a random half drawn with ``seed``, model 2j + 1 the rest, as
+    Curvature Clues builds its masks), so every sample is IN for exactly half of the models. Leaving out
+    a target and its :func:`partner` leaves every sample IN and OUT for the same number of shadows:
+    otherwise a target's members would have one IN shadow fewer than OUT, its non-members one more, and
+    the fits' unequal noise would bias every attack towards calling members non-members."""
+    if n_models < 6 or n_models % 2:
+        raise ValueError(f"shadow models: {n_models}; expected an even number of at least 6 (a target's shadows, "
+                         "all but it and its partner, hold every sample IN for two models or more, and OUT too)")
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n_models, n_samples), dtype=bool)
+    for pair in range(n_models // 2):
+        masks[2 * pair, rng.permutation(n_samples)[: n_samples // 2]] = True
+        masks[2 * pair + 1] = ~masks[2 * pair]
+    return masks
+
+
+def partner(model: int) -> int:
+    """The model trained on the samples ``model`` left out (:func:`shadow_masks`)."""
+    return model ^ 1
 
 
 def gaussian_fits(statistics: np.ndarray, inside: np.ndarray) -> dict[str, np.ndarray]:
@@ -173,20 +186,135 @@ def _log_normal_pdf(x, mean, std):
     return -0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
 
 
-def online_likelihood_ratio(value: np.ndarray, fits: dict[str, np.ndarray], *, global_variance: bool) -> np.ndarray:
-    """log N(value; IN) - log N(value; OUT) per sample (higher says member). ``global_variance``: one
-    standard deviation per side for every sample (LiRA's choice below 64 shadow models)."""
+def _spreads(fits: dict[str, np.ndarray], global_variance: bool) -> tuple[np.ndarray, np.ndarray]:
     std_in, std_out = fits["std_in"], fits["std_out"]
     if global_variance:
         std_in = np.full_like(std_in, np.sqrt(np.nanmean(std_in ** 2)))
         std_out = np.full_like(std_out, np.sqrt(np.nanmean(std_out ** 2)))
+    return std_in, std_out
+
+
+def online_likelihood_ratio(value: np.ndarray, fits: dict[str, np.ndarray], *, global_variance: bool) -> np.ndarray:
+    """log N(value; IN) - log N(value; OUT) per sample (higher says member). ``global_variance``: one
+    standard deviation per side for every sample (LiRA's choice below 64 shadow models)."""
+    std_in, std_out = _spreads(fits, global_variance)
     return _log_normal_pdf(value, fits["mean_in"], std_in) - _log_normal_pdf(value, fits["mean_out"], std_out)
 
 
 def offline_score(value: np.ndarray, fits: dict[str, np.ndarray], *, global_variance: bool) -> np.ndarray:
     """How far above the OUT models' distribution the value lies, (value - mean_out) / std_out per
     sample: LiRA's one-sided offline test, for a statistic oriented so that members are higher."""
-    std_out = fits["std_out"]
-    if global_variance:
-        std_out = np.full_like(std_out, np.sqrt(np.nanmean(std_out ** 2)))
-    return (value - fits["mean_out"]) / std_out
+    return (value - fits["mean_out"]) / _spreads(fits, global_variance)[1]
+
+
+# A small constant under the logarithm of curvature (Curvature Clues' 1e-22): an exactly flat sample
+# stays finite.
+LOG_EPSILON = 1e-22
+# LiRA: below this many shadow models, one spread per side for every sample (pooled over the samples)
+# beats each sample's own spread, which too few models estimate poorly.
+PER_SAMPLE_VARIANCE_FROM = 64
+
+# The attacks of the shadow-model audit: name -> (statistic, what it is). Each scores every sample of a
+# target model from the other models (its shadows), higher saying member.
+SHADOW_ATTACKS = {
+    "lira_online": ("logit_confidence", "LiRA online (Carlini et al. 2022): log-likelihood ratio of the "
+                    "logit-scaled confidence under IN and OUT Gaussians, mean over queries"),
+    "lira_offline": ("logit_confidence", "LiRA offline: how far the logit-scaled confidence lies above the "
+                     "OUT Gaussian, in its standard deviations, mean over queries"),
+    "curvature_lr": ("log_curvature", "Curvature Clues' LR (Ravikumar et al. 2024): IN over OUT likelihood "
+                     "of log curvature, each summed over queries"),
+    "curvature_nll": ("log_curvature", "Curvature Clues' NLL: OUT minus IN negative log-likelihood of log "
+                      "curvature with the IN spread for both, summed over queries"),
+    "curvature_offline": ("log_curvature", "log curvature below the OUT Gaussian, in its standard deviations "
+                          "(offline, members flatter), mean over queries"),
+    "loss_threshold": ("loss", "the loss at the given label, lower is member, no shadow model (Yeom et al. "
+                       "2018)"),
+}
+
+
+def log_curvature(curvature: np.ndarray) -> np.ndarray:
+    """Curvature Clues' statistic: log(curvature + :data:`LOG_EPSILON`), in float64."""
+    return np.log(np.asarray(curvature, dtype=np.float64) + LOG_EPSILON)
+
+
+def shadow_attack_scores(statistics: dict[str, np.ndarray], inside: np.ndarray, target: int) -> dict[str, np.ndarray]:
+    """Every attack of :data:`SHADOW_ATTACKS` on model ``target``: its member score for every sample.
+
+    ``statistics`` maps "logit_confidence", "log_curvature" and "loss" to arrays (models, queries,
+    samples) (the queries: the image, and its flip where the recipe flips); ``inside`` (models, samples)
+    says which samples each model trained on (:func:`shadow_masks`). The IN and OUT Gaussians are fitted
+    over every model but the target and its partner, per query; their spreads are pooled over the samples below
+    :data:`PER_SAMPLE_VARIANCE_FROM` shadow models."""
+    inside = np.asarray(inside, dtype=bool)
+    shadows = ~np.isin(np.arange(len(inside)), [target, partner(target)])
+    global_variance = int(shadows.sum()) < PER_SAMPLE_VARIANCE_FROM
+    scores = {}
+    phi = np.asarray(statistics["logit_confidence"], dtype=np.float64)
+    online, offline = [], []
+    for query in range(phi.shape[1]):
+        fits = gaussian_fits(phi[shadows, query], inside[shadows])
+        online.append(online_likelihood_ratio(phi[target, query], fits, global_variance=global_variance))
+        offline.append(offline_score(phi[target, query], fits, global_variance=global_variance))
+    scores["lira_online"], scores["lira_offline"] = np.mean(online, axis=0), np.mean(offline, axis=0)
+    curvature = np.asarray(statistics["log_curvature"], dtype=np.float64)
+    log_in, log_out, nll, below = [], [], [], []
+    for query in range(curvature.shape[1]):
+        fits = gaussian_fits(curvature[shadows, query], inside[shadows])
+        std_in, std_out = _spreads(fits, global_variance)
+        value = curvature[target, query]
+        log_in.append(_log_normal_pdf(value, fits["mean_in"], std_in))
+        log_out.append(_log_normal_pdf(value, fits["mean_out"], std_out))
+        nll.append(((value - fits["mean_out"]) ** 2 - (value - fits["mean_in"]) ** 2) / (2 * std_in ** 2))
+        below.append(-(value - fits["mean_out"]) / std_out)
+    scores["curvature_lr"] = np.logaddexp.reduce(log_in, axis=0) - np.logaddexp.reduce(log_out, axis=0)
+    scores["curvature_nll"] = np.sum(nll, axis=0)
+    scores["curvature_offline"] = np.mean(below, axis=0)
+    scores["loss_threshold"] = -np.asarray(statistics["loss"], dtype=np.float64)[target, 0]
+    return scores
+
+
+def shadow_audit(statistics: dict[str, np.ndarray], inside: np.ndarray):
+    """Every model as the target in turn, all but it and its partner as its shadows. Returns one row per attack and
+    target (:func:`attack_metrics` of its members against its non-members, all samples of the training
+    set); per attack each sample's mean score over the targets that trained on it (its exposure); and
+    per attack the (member, non-member) scores of all targets pooled (for one ROC over all targets)."""
+    inside = np.asarray(inside, dtype=bool)
+    rows, exposure, pooled = [], {}, {}
+    for target in range(len(inside)):
+        scores = shadow_attack_scores(statistics, inside, target)
+        members = inside[target]
+        for attack, score in scores.items():
+            rows.append({"attack": attack, "target": target,
+                         **attack_metrics(score[members], score[~members])})
+            exposure.setdefault(attack, np.zeros(inside.shape[1]))[members] += score[members]
+            pooled.setdefault(attack, ([], []))
+            pooled[attack][0].append(score[members])
+            pooled[attack][1].append(score[~members])
+    counts = inside.sum(axis=0)
+    return (pd.DataFrame(rows), {attack: total / counts for attack, total in exposure.items()},
+            {attack: (np.concatenate(m), np.concatenate(n)) for attack, (m, n) in pooled.items()})
+
+
+def over_targets(per_target: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over targets of each attack's metrics, with its statistic and
+    description."""
+    metrics = ["auroc", "balanced_accuracy", *(f"tpr_at_{_percent(rate)}_fpr" for rate in LOW_FPRS)]
+    grouped = per_target.groupby("attack", sort=False)
+    table = grouped[metrics].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table = table.reset_index()
+    table.insert(1, "targets", grouped.size().to_numpy())
+    table.insert(1, "statistic", [SHADOW_ATTACKS[a][0] for a in table["attack"]])
+    table["members_per_target"] = grouped["members"].mean().to_numpy()
+    table["lowest_measurable_fpr"] = grouped["lowest_measurable_fpr"].max().to_numpy()
+    table["description"] = [SHADOW_ATTACKS[a][1] for a in table["attack"]]
+    return table
+
+
+def top_overlap(first: np.ndarray, second: np.ndarray, fraction: float) -> float:
+    """The share of the top ``fraction`` of samples by ``first`` that are also in the top ``fraction`` by
+    ``second`` (both higher first; chance: ``fraction``)."""
+    count = max(1, int(round(fraction * len(first))))
+    top_first = set(np.argsort(-np.asarray(first), kind="stable")[:count])
+    top_second = set(np.argsort(-np.asarray(second), kind="stable")[:count])
+    return len(top_first & top_second) / count
