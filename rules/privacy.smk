@@ -139,10 +139,16 @@ rule shadow_attack:
     input:
         labels=f"{RUN}/labels.csv",
         masks=f"{SHADOW}/masks.npz",
-        scores=expand(f"{SHADOW}/model{{model}}.npz", model=range(SHADOW_MODELS), allow_missing=True),
+        scores=expand(
+            f"{SHADOW}/model{{model}}.npz",
+            model=range(SHADOW_MODELS),
+            allow_missing=True,
+        ),
         curvature=f"{RUN}/curvature.csv",
         duplicates=lambda w: (
-            [f"{RUN}/duplicates.csv".format(**w)] if config["duplicates"]["enabled"] else []
+            [f"{RUN}/duplicates.csv".format(**w)]
+            if config["duplicates"]["enabled"]
+            else []
         ),
     output:
         table=report(
@@ -158,7 +164,9 @@ rule shadow_attack:
         ),
         per_target=f"{RUN}/privacy/attack_per_target.csv",
         samples=f"{RUN}/privacy_samples.csv",
-        figure=run_figure("privacy_attack_roc", "privacy_attack_roc", "shadow-model attacks"),
+        figure=run_figure(
+            "privacy_attack_roc", "privacy_attack_roc", "shadow-model attacks"
+        ),
         files=siblings("privacy_attack_roc"),
     log:
         f"{RUN_LOGS}/privacy/shadow_attack.log",

@@ -5,7 +5,7 @@ import shutil
 
 import yaml
 
-from dataset_files import write_cifar10
+from dataset_files import write_cifar10, write_cifar100
 from workflow_helpers import REPO, job_counts, snakemake
 
 CONFIGS = sorted((REPO / "configs" / "paper").glob("*.yaml"))
@@ -41,13 +41,13 @@ def test_a_train_key_on_the_command_line_overrides_the_paper_recipe(tmp_path):
     assert counts["train"] == 1 and counts["score"] == 3
 
 
-def scoring_groups(text):
-    """Scoring checkpoints per group job of a dry run's listing, keyed by group id, one entry per group."""
+def scoring_groups(text, rule="score"):
+    """Jobs of `rule` per group job of a dry run's listing, keyed by group id, one entry per group."""
     groups = []
     for block in text.split("Group job ")[1:]:
         header, listing = block.split("\n", 1)
         members = re.split(r"^\S", listing, maxsplit=1, flags=re.M)[0]  # indented lines: the group's jobs
-        groups.append((header.split(" ", 1)[0], len(re.findall(r"^    rule score:$", members, re.M))))
+        groups.append((header.split(" ", 1)[0], len(re.findall(rf"^    rule {rule}:$", members, re.M))))
     return groups
 
 
@@ -75,3 +75,25 @@ def test_a_paper_config_plans_its_runs_and_the_slurm_profile_scores_each_in_a_ha
     # each run's 200 checkpoints in 5 submissions of 40 (the profile's group-components), each checkpoint
     # still one job (and one output)
     assert len(groups) == 5 * runs and {size for _, size in groups} == {40}
+
+
+def test_the_paper_size_privacy_audit_plans_its_shadow_models_as_cluster_jobs(tmp_path):
+    # Curvature Clues' CIFAR-100 setup: 64 shadow models, each a training and a scoring job like the run's
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    write_cifar100(tmp_path / "data")
+    out = snakemake(tmp_path, "-n", "--configfile", str(REPO / "configs/privacy_cifar100.yaml"),
+                    "--workflow-profile", str(REPO / "profiles/slurm"), "--default-resources", "slurm_partition=gpu",
+                    "slurm_account=lab", declared_only=("slurm",), timeout=300)
+    counts = job_counts(out)
+    assert {rule: counts.get(rule) for rule in ("train", "score", "shadow_masks", "shadow_train", "shadow_score",
+                                                "shadow_attack", "retrain")} == {
+        "train": 1, "score": 200, "shadow_masks": 1, "shadow_train": 64, "shadow_score": 64, "shadow_attack": 1,
+        "retrain": None}
+    # the shadow models' scoring goes to SLURM in the run's scoring groups: 264 jobs in groups of 40
+    groups = scoring_groups(out, rule="shadow_score")
+    assert len(groups) == 7 and {name for name, _ in groups} == {"scoring_cifar100_noise0_0"}
+    assert sum(size for _, size in groups) == 64  # every shadow scoring inside a group's listing
+    # a shadow training asks for a GPU and a training's time per start
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["set-resources"]
+    assert profile["shadow_train"]["gpu"] == profile["shadow_score"]["gpu"] == 1
+    assert profile["shadow_train"]["runtime"] == profile["train"]["runtime"]

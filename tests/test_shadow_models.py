@@ -9,30 +9,18 @@ import torch
 
 from memorization_curvature import batches, checkpoints, data, io, privacy, training
 
-from workflow_helpers import job_counts, planned, snakemake, write_config
+from workflow_helpers import SHADOW_CONFIG, SHADOW_MODELS, SHADOW_RUN, job_counts, planned, shadow_run
 
-MODELS = 6
-RUN = "results/digits/noise0.9/seed0"
+MODELS = SHADOW_MODELS
+RUN = SHADOW_RUN
 SHADOW = f"{RUN}/privacy/shadow"
-# 269 training images, 90 % of them labelled with another class; a recipe that memorizes them, on
-# flipped images too (so that the flipped image is a second query)
-WORKFLOW_CONFIG = {
-    "datasets": ["digits"], "noise_rates": [0.9], "seeds": [0], "data": {"test_fraction": 0.85},
-    "train": {"threads": 1},
-    "recipes": {"digits": {"epochs": 24, "batch_size": 16, "lr": 0.05, "weight_decay": 0, "augment_shift": 0,
-                          "augment_flip": True}},
-    "curvature": {"n_probes": 1, "score_every": 12}, "figures": {"dynamics": False},
-    "baselines": {"history": [], "confident_learning": False}, "duplicates": {"enabled": False},
-    "privacy": {"enabled": False, "shadow_models": MODELS, "mask_seed": 0}}
 SHADOW_JOBS = {"shadow_masks": 1, "shadow_train": MODELS, "shadow_score": MODELS, "shadow_attack": 1}
 
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("shadow_workflow") / "run"
-    workdir.mkdir()
-    write_config(workdir, WORKFLOW_CONFIG)
-    output = snakemake(workdir, f"{RUN}/privacy_attack.csv")
+    """The shared run (read only)."""
+    workdir, output = shadow_run(tmp_path_factory)
     assert {rule: job_counts(output)[rule] for rule in SHADOW_JOBS} == SHADOW_JOBS
     return workdir
 
@@ -76,7 +64,7 @@ def test_the_second_query_is_the_mirror_image(audited):
     prepared = data.load_prepared(audited / "results/digits/data.npz")
     given = pd.read_csv(audited / RUN / "labels.csv")["given_label"].to_numpy()
     network, epoch = checkpoints.load_model(audited / SHADOW / "model3.pt")
-    assert epoch == WORKFLOW_CONFIG["recipes"]["digits"]["epochs"]
+    assert epoch == SHADOW_CONFIG["recipes"]["digits"]["epochs"]
     mirrored = batches.ImageSet(np.ascontiguousarray(prepared.train_images[..., ::-1]), prepared.mean, prepared.std,
                                 prepared.pixel_max)
     with torch.no_grad():

@@ -165,3 +165,29 @@ def checkout_copy(folder):
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
         ".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info", ".pytest_cache"))
     return copy
+
+
+# A run with the shadow-model attack (tests/test_shadow_models.py): six shadow models, each trained on its
+# half of 269 digits training images, 90 % of them labelled with another class, by a recipe that memorizes
+# them, on flipped images too (so that the flipped image is a second query).
+SHADOW_MODELS = 6
+SHADOW_RUN = "results/digits/noise0.9/seed0"
+SHADOW_CONFIG = {
+    "datasets": ["digits"], "noise_rates": [0.9], "seeds": [0], "data": {"test_fraction": 0.85},
+    "train": {"threads": 1},
+    "recipes": {"digits": {"epochs": 24, "batch_size": 16, "lr": 0.05, "weight_decay": 0, "augment_shift": 0,
+                           "augment_flip": True}},
+    "curvature": {"n_probes": 1, "score_every": 12}, "figures": {"dynamics": False},
+    "baselines": {"history": [], "confident_learning": False}, "duplicates": {"enabled": False},
+    "privacy": {"enabled": False, "shadow_models": SHADOW_MODELS, "mask_seed": 0}}
+SHADOW_TARGET = f"{SHADOW_RUN}/privacy_attack.csv"
+
+
+def shadow_run(tmp_path_factory):
+    """The finished :data:`SHADOW_CONFIG` run up to its attack, shared (read only), and its snakemake output."""
+    def build(workdir):
+        write_config(workdir, SHADOW_CONFIG)
+        (workdir / "snakemake_output.txt").write_text(snakemake(workdir, SHADOW_TARGET))
+
+    workdir = shared_workflow(tmp_path_factory, "shadow_run", build)
+    return workdir, (workdir / "snakemake_output.txt").read_text()
