@@ -3,8 +3,10 @@
 1. The probes are the same bits on the GPU as on the CPU (pure integer arithmetic).
 2. Curvature scores on the GPU equal the CPU's to float32 rounding (same probes, TF32 off).
 3. Measured throughput against the FLOP-count estimates of bench/host_overhead.py: a CIFAR-10-size
-   training epoch (ResNet18 CIFAR form, batch 128, images held on the device, bf16 autocast) and
-   scoring (n = 10, batch 512), and the same at ImageNet size (torchvision ResNet18, 224 x 224).
+   training epoch (ResNet18 CIFAR form, batch 128, images held on the device, bf16 autocast), the same
+   epoch recording the training pass's logits (`baselines.statistics: training_pass`), the eval pass
+   over the training set in float32 and in bf16 autocast (`eval_pass`) and scoring (n = 10, batch
+   512), and the same at ImageNet size (torchvision ResNet18, 224 x 224).
 4. `curvature.precision`: samples/s of the float32 finite difference and of the bf16 difference
    propagation on ResNet18 CIFAR (n = 10, batch 512), each one's Spearman against float64 on the
    GPU, and the speed-up, beside bench/precision.py's estimate (6.6x at the data sheet's rates).
@@ -84,6 +86,22 @@ def throughput(name: str, device: torch.device, quick: bool) -> list[str]:
     training.train_epoch(model, optimizer, train_x, labels, config, generator, memory_format)
     sync(device)
     train_rate = samples / (time.perf_counter() - started)
+    # the same epoch recording each sample's logits from its step (`baselines.statistics: training_pass`)
+    started = time.perf_counter()
+    _, recorded = training.train_epoch(model, optimizer, train_x, labels, config, generator, memory_format,
+                                       record_logits=True)
+    recorded.cpu()  # the one read-back of an epoch
+    sync(device)
+    recording_rate = samples / (time.perf_counter() - started)
+    # the evaluation pass over the training set (`baselines.statistics: eval_pass`), float32 and bf16 autocast
+    eval_rates = {}
+    for bf16 in (False, True):
+        training.predict_logits(model, train_x, bf16=bf16, memory_format=memory_format)  # warm-up
+        sync(device)
+        started = time.perf_counter()
+        training.predict_logits(model, train_x, bf16=bf16, memory_format=memory_format)
+        sync(device)
+        eval_rates[bf16] = samples / (time.perf_counter() - started)
     score_n = min(samples, 4096 if name == "CIFAR-10" else 512) // (8 if quick else 1)
     data = LabelledBatches(images.subset(np.arange(score_n)), np.zeros(score_n, dtype=np.int64), 512 if
                            name == "CIFAR-10" else 128, device=device)
@@ -93,8 +111,15 @@ def throughput(name: str, device: torch.device, quick: bool) -> list[str]:
     curvature_scores(model, data, n_probes=10, device=device)
     sync(device)
     score_rate = score_n / (time.perf_counter() - started)
+    forward_flops = flops["forward"]
     return [f"| {name} | training epoch ({samples} samples, batch {batch}) | {train_rate:,.0f} | "
             f"{H200_BF16 / 2 / train_flops:,.0f} | {train_rate * train_flops / 1e12:.1f} |",
+            f"| {name} | training epoch recording the training pass's logits | {recording_rate:,.0f} | "
+            f"{H200_BF16 / 2 / train_flops:,.0f} | {recording_rate * train_flops / 1e12:.1f} |",
+            f"| {name} | eval pass, float32 ({samples} samples) | {eval_rates[False]:,.0f} | "
+            f"{H200_FP32 / 2 / forward_flops:,.0f} | {eval_rates[False] * forward_flops / 1e12:.1f} |",
+            f"| {name} | eval pass, bf16 autocast | {eval_rates[True]:,.0f} | "
+            f"{H200_BF16 / 2 / forward_flops:,.0f} | {eval_rates[True] * forward_flops / 1e12:.1f} |",
             f"| {name} | scoring, n = 10 ({score_n} samples) | {score_rate:,.0f} | "
             f"{H200_FP32 / 2 / score_flops:,.0f} | {score_rate * score_flops / 1e12:.1f} |"]
 

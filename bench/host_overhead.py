@@ -26,10 +26,13 @@ torchvision's ResNet18, training batch 256; scoring batch 256, n = 10, h = 1e-3)
    (real reads, page cache warm), and how many workers keep up with the device.
 4. On this CPU, for scale: achieved FLOP/s of real scoring and training as a fraction of this CPU's
    float32 peak (the best of large matrix products and a large convolution), measured in the same run.
-5. The paper's configurations (configs/paper/) on one H200 from the FLOP counts: an ESTIMATE.
+5. The paper's configurations (configs/paper/) on one H200 from the FLOP counts, per run and per
+   configuration, for each choice of scoring precision (float32 or bf16 by difference propagation)
+   and statistics source (eval pass in float32 or bf16, or the training pass): an ESTIMATE.
 
     python bench/host_overhead.py               # about a minute on 2 cores
     python bench/host_overhead.py --repeats 5
+    python bench/host_overhead.py --estimates-only   # section 5 alone, seconds
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class Counter(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.ops, self.flops = 0, 0
+        self.by_dtype: dict[torch.dtype, float] = {}  # FLOPs by the dtype of the operation's first tensor
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -81,7 +85,11 @@ class Counter(TorchDispatchMode):
         self.ops += 1
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
-            self.flops += formula(*args, **kwargs, out_val=out)
+            flops = formula(*args, **kwargs, out_val=out)
+            self.flops += flops
+            tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if tensor is not None:
+                self.by_dtype[tensor.dtype] = self.by_dtype.get(tensor.dtype, 0) + flops
         return out
 
 
@@ -307,12 +315,43 @@ PAPER_DATA = {"cifar10": (50_000, 10_000, (3, 32, 32), 10), "cifar100": (50_000,
               "mnist": (60_000, 10_000, (1, 28, 28), 10), "fashion_mnist": (60_000, 10_000, (1, 28, 28), 10)}
 
 
-def paper_costs(repo: Path) -> list[str]:
-    """H200 hours of each configs/paper/ configuration from the FLOP counts: training (with the
-    cross-validated trainings of Confident Learning), the per-epoch eval-mode passes that record the
-    statistics of the peer methods, and scoring every epoch or every 4th. ESTIMATES."""
+def scoring_flops_bf16(size: dict) -> tuple[float, float]:
+    """Scoring by difference propagation (`curvature.precision: bf16`): FLOPs per sample run in float32
+    and in bf16, counted like :func:`flops_per_sample` (the clean pass and n propagated probes)."""
+    from memorization_curvature import curvature, difference
+
+    batch = 2
+    model = frozen(network(size, "cpu"))
+    propagation, why = difference.build(model, torch.bfloat16)
+    if propagation is None:
+        raise RuntimeError(f"{size['model']}: difference propagation does not cover it ({why})")
+    x = torch.randn(batch, *size["shape"])
+    y = torch.zeros(batch, dtype=torch.long)
+    dx = H * curvature.rademacher_probes(torch.arange(batch), 1, size["shape"], 0)[:, 0]
+    with Counter() as count:
+        state = propagation.clean(x, y)
+        for _ in range(N_PROBES):
+            propagation.squared_norms(state, dx)
+    return count.by_dtype.get(torch.float32, 0.0) / batch, count.by_dtype.get(torch.bfloat16, 0.0) / batch
+
+
+# The choices that set a run's H200 time: scoring in float32 or bf16 (`curvature.precision`), and where
+# the peer methods' per-epoch statistics come from (`baselines.statistics`; on CUDA the evaluation passes
+# run in bf16 autocast, on the CPU in float32, the "eval pass, float32" row: as on CUDA before)
+STATISTICS_ROWS = {"eval pass, float32": ("eval_pass", H200_FP32), "eval pass, bf16": ("eval_pass", H200_BF16),
+                   "training pass": ("training_pass", H200_BF16)}
+RUN_GOAL_MINUTES = 30  # a CIFAR-10 run of the paper's recipe, scored every epoch, at 50 % of the data sheet
+
+
+def paper_costs(repo: Path) -> tuple[list[str], list[str]]:
+    """H200 time of each configs/paper/ configuration from the FLOP counts, per run and for the
+    configuration's runs, for each choice of scoring precision and statistics source: training (the
+    run's, Confident Learning's cross-validated trainings and the cleaning retrainings, bf16), the
+    evaluation passes (the training set's after each epoch for the statistics, or only at EL2N's epoch
+    under the training pass; every training's test set after each epoch), scoring every epoch or
+    every 4th. ESTIMATES. Returns the table's rows and the goal's lines."""
     defaults = yaml.safe_load((repo / "config.yaml").read_text())
-    rows = []
+    rows, goal = [], []
     for path in sorted((repo / "configs/paper").glob("*.yaml")):
         config = yaml.safe_load(path.read_text())
         merged = {key: {**value, **config.get(key, {})} if isinstance(value, dict) else config.get(key, value)
@@ -320,28 +359,53 @@ def paper_costs(repo: Path) -> list[str]:
         (dataset,) = merged["datasets"]
         recipe = {**merged["recipes"][dataset], **{k: v for k, v in merged["train"].items() if k in ("epochs", "model")}}
         n_train, n_test, shape, classes = PAPER_DATA[dataset]
-        flops = flops_per_sample({"model": recipe["model"], "shape": shape, "classes": classes})
+        size = {"model": recipe["model"], "shape": shape, "classes": classes}
+        flops = flops_per_sample(size)
+        bf16_fp32_part, bf16_part = scoring_flops_bf16(size)
         runs, epochs = len(merged["noise_rates"]) * len(merged["seeds"]), recipe["epochs"]
         folds = merged["baselines"]["cv_folds"] if merged["baselines"]["confident_learning"] else 0
-        fold_train = n_train * (folds - 1) / folds if folds else 0
-        scored = n_train + (n_test if merged["figures"]["dynamics"] else 0)
-        train = runs * epochs * (n_train + folds * fold_train) * flops["training"] / H200_BF16
-        evaluation = runs * epochs * (n_train + n_test + folds * (fold_train + n_test)) * flops["forward"] / H200_FP32
-        every = runs * epochs * scored * flops["scoring"] / H200_FP32
-        fourth = runs * -(-epochs // 4) * scored * flops["scoring"] / H200_FP32
-        hours = lambda seconds: f"{seconds / 3600:.2f} / {2 * seconds / 3600:.2f}"  # noqa: E731
-        rows.append(f"| {path.name} | {runs} x {epochs} epochs{f', {folds} CV trainings each' if folds else ''} | "
-                    f"{hours(train)} | {hours(evaluation)} | {hours(every)} | {hours(fourth)} | "
-                    f"{hours(train + evaluation + every)} | {hours(train + evaluation + fourth)} |")
-    return rows
+        cleaning = merged["cleaning"]
+        # each cleaning, the unchanged control and the oracle: counted as whole trainings (removal trains fewer)
+        retrains = (len(cleaning["methods"]) * len(cleaning["fractions"]) * len(cleaning["actions"]) + 2
+                    if cleaning["enabled"] else 0)
+        trained = n_train + folds * n_train * (folds - 1) / folds + retrains * n_train  # samples per epoch
+        scored = n_train + (n_test if merged["figures"]["dynamics"] or merged["privacy"]["enabled"] else 0)
+        train = epochs * trained * flops["training"] / H200_BF16
+        scoring = {"float32": scored * flops["scoring"] / H200_FP32,
+                   "bf16": scored * (bf16_fp32_part / H200_FP32 + bf16_part / H200_BF16)}  # per scored epoch
+        other_tests = epochs * (folds + retrains) * n_test  # the other trainings' test sets, each epoch
+        for precision, per_epoch in scoring.items():
+            for name, (statistics, rate) in STATISTICS_ROWS.items():
+                statistics_samples = epochs * n_train if statistics == "eval_pass" else n_train  # EL2N's epoch
+                evaluation = ((statistics_samples + epochs * n_test) * flops["forward"] / rate
+                              + other_tests * flops["forward"] / H200_BF16)
+                every, fourth = epochs * per_epoch, -(-epochs // 4) * per_epoch
+                run = train + evaluation + every
+                rows.append(f"| {path.name} | {precision} | {name} | {train / 60:.1f} / {2 * train / 60:.1f} | "
+                            f"{evaluation / 60:.1f} / {2 * evaluation / 60:.1f} | {every / 60:.1f} / {2 * every / 60:.1f} | "
+                            f"**{run / 60:.1f} / {2 * run / 60:.1f}** | {runs * run / 3600:.1f} / {2 * runs * run / 3600:.1f} | "
+                            f"{runs * (train + evaluation + fourth) / 3600:.1f} / "
+                            f"{2 * runs * (train + evaluation + fourth) / 3600:.1f} |")
+                if dataset == "cifar10":
+                    goal.append(f"{path.name}, scoring in {precision}, statistics from the {name}: one run, every epoch, "
+                                f"{2 * run / 60:.1f} H200 minutes at 50 % (estimate): goal of {RUN_GOAL_MINUTES} min "
+                                f"{'met' if 2 * run / 60 <= RUN_GOAL_MINUTES else 'missed'}")
+        rows.append(f"| {path.name}: {runs} runs x {epochs} epochs, each with {folds} cross-validated trainings and "
+                    f"{retrains} cleaning retrainings | | | | | | | | |")
+    return rows, goal
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timings per figure; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="host threads (the goal is stated for one)")
+    parser.add_argument("--estimates-only", action="store_true",
+                        help="only the paper configurations' H200 estimates (FLOP counts, seconds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.estimates_only:
+        paper_estimates()
+        return
     peak = matmul_peak(args.repeats)
     print(f"host: {args.threads} thread(s); this CPU's float32 peak (best of large matmuls and a 3x3 convolution): "
           f"{peak / 1e9:.1f} GFLOP/s")
@@ -395,12 +459,20 @@ def main() -> None:
     print("| size | scoring (n = 10) | training step |")
     print("|---|---|---|")
     print("\n".join(efficiency))
-    print("\nThe paper's configurations on one H200, from the FLOP counts: hours at 100 % / at 50 % of the data-sheet")
-    print("rates (bf16 training, fp32 eval passes and scoring). ESTIMATES, not measurements.\n")
-    print("| configuration | runs | training | eval passes | scoring, every epoch | scoring, every 4th | "
-          "total, every epoch | total, every 4th |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(paper_costs(Path(__file__).resolve().parents[1])))
+    paper_estimates()
+
+
+def paper_estimates() -> None:
+    print("\nThe paper's configurations on one H200, from the FLOP counts, at 100 % / at 50 % of the data-sheet rates")
+    print("(training and bf16 passes at the bf16 rate, float32 passes at the float32 rate). ESTIMATES, not measurements.\n")
+    print("| configuration | scoring | statistics | training, min per run | eval passes, min per run | "
+          "scoring every epoch, min per run | total per run, min | total per configuration, h | "
+          "per configuration, scoring every 4th, h |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows, goal = paper_costs(Path(__file__).resolve().parents[1])
+    print("\n".join(rows))
+    print()
+    print("\n".join(goal))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ rule train:
         recipe=training_recipe_of,
         seed=lambda w: int(w.seed),
         device=config["train"]["device"],
+        statistics=BASELINES["statistics"],
+        eval_epochs=STATISTICS_EVAL_EPOCHS,
         code=code_digest("train.py"),
     script:
         "../scripts/train.py"

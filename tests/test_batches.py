@@ -65,7 +65,7 @@ def test_training_streamed_gives_the_same_weights(digits_file):
         training.train(model, ImageSet.of(prepared), torch.from_numpy(prepared.train_labels),
                        ImageSet.of(prepared, "test"), torch.from_numpy(prepared.test_labels), config,
                        device=torch.device("cpu"), placement=placement, workers=2,
-                       on_epoch_end=lambda epoch, net, metrics, train_logits: seen.append(train_logits))
+                       on_epoch_end=lambda epoch, net, metrics, train_logits, _: seen.append(train_logits))
         weights.append(model.state_dict())
         logits.append(seen[-1])
     for key in weights[0]:

@@ -52,6 +52,7 @@ BAD = [
     ({"baselines": {"el2n_epoch": 40}}, "baselines.el2n_epoch"),
     ({"duplicates": {"threshold": 1.5}}, "duplicates.threshold"),
     ({"baselines": {"cv_folds": 1}}, "baselines.cv_folds"),
+    ({"baselines": {"statistics": "train_pass"}}, "baselines.statistics"),
     ({"cleaning": {"fractions": [1.5]}}, "cleaning.fractions[0]"),
     ({"cleaning": {"fractions": ["half"]}}, "cleaning.fractions[0]"),
     ({"cleaning": {"actions": ["drop"]}}, "cleaning.actions[0]"),
@@ -180,7 +181,7 @@ def test_scored_epochs_count_back_from_the_last():
 
 
 def test_each_concept_has_one_list_of_allowed_values():
-    from memorization_curvature import baselines, batches, choices, cleaning, curvature, data, models
+    from memorization_curvature import baselines, batches, choices, cleaning, curvature, data, models, training
     from memorization_curvature.config import load_schema
 
     schema = load_schema(SCHEMA)
@@ -192,14 +193,16 @@ def test_each_concept_has_one_list_of_allowed_values():
     assert props["curvature"]["properties"]["method"]["enum"] == list(choices.CURVATURE_METHODS)
     assert props["baselines"]["properties"]["history"]["items"]["enum"] == list(choices.HISTORY_METHODS)
     assert props["train"]["properties"]["placement"]["enum"] == list(choices.PLACEMENTS)
+    assert props["baselines"]["properties"]["statistics"]["enum"] == list(choices.TRAINING_STATISTICS)
     # the schema file itself lists none of them: one list, in choices.py
     text = SCHEMA.read_text()
     assert props["cleaning"]["properties"]["actions"]["items"]["enum"] == list(choices.CLEANING_ACTIONS)
-    assert not re.search(r"^\s+enum:", text, re.M) and len(re.findall(r"^\s+x-choices:", text, re.M)) == 8
+    assert not re.search(r"^\s+enum:", text, re.M) and len(re.findall(r"^\s+x-choices:", text, re.M)) == 9
     # and the code checks against the same objects
     assert models.MODELS is choices.MODELS and data.DATASETS is choices.DATASETS
     assert baselines.HISTORY_METHODS is choices.HISTORY_METHODS and batches.PLACEMENTS is choices.PLACEMENTS
     assert curvature.CURVATURE_FORMS is choices.CURVATURE_FORMS and cleaning.ACTIONS is choices.CLEANING_ACTIONS
+    assert training.STATISTICS is choices.TRAINING_STATISTICS
     assert set(baselines.history_scores({k: np.ones((2, 3)) for k in ("loss", "correct", "margin", "p_given", "el2n")},
                                         choices.HISTORY_METHODS, el2n_epoch=1)) == set(choices.HISTORY_METHODS)
     for name in choices.MODELS:  # every listed model can be built

@@ -56,8 +56,9 @@ def test_the_meta_device_catches_what_this_test_forbids():
     assert watch.copies == 1
 
 
+@pytest.mark.parametrize("record_logits", [False, True])  # statistics from the training pass: gathered on the device
 @pytest.mark.parametrize("placement", ["device", "stream"])
-def test_a_training_epoch_copies_to_the_device_a_fixed_number_of_times(placement):
+def test_a_training_epoch_copies_to_the_device_a_fixed_number_of_times(placement, record_logits):
     images = image_set()
     model = models.build_model("small_cnn", in_channels=3, num_classes=10, image_size=8).to(META)
     labels = torch.zeros(len(images), dtype=torch.long, device=META)
@@ -66,8 +67,12 @@ def test_a_training_epoch_copies_to_the_device_a_fixed_number_of_times(placement
     for batch_size in (8, 40):  # 15 batches, then 3
         optimizer = training.sgd(model, recipe(batch_size), META)
         with HostToDevice() as watch:
-            training.train_epoch(model, optimizer, train_x, labels, recipe(batch_size), torch.Generator().manual_seed(0))
+            _, recorded = training.train_epoch(model, optimizer, train_x, labels, recipe(batch_size),
+                                               torch.Generator().manual_seed(0), record_logits=record_logits)
         copies[batch_size] = watch.copies
+        assert (recorded is not None) == record_logits
+        if record_logits:
+            assert recorded.shape == (len(images), 10) and recorded.device == META
     if placement == "device":
         # per epoch: the order, and the shifts and flips of every sample (one table); nothing per batch
         assert copies == {8: 2, 40: 2}

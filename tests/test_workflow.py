@@ -277,8 +277,9 @@ def test_cleaning_retrains_with_each_ranking_against_the_noisy_and_oracle_traini
 
 
 def test_a_cleaning_reruns_only_when_its_rankings_scores_or_its_fraction_change(workdir):
-    # aum's scores change (el2n_epoch changes the history table): aum's cleaning reruns, curvature's not
-    jobs = planned_jobs(workdir, {"baselines": {"el2n_epoch": 1}})
+    # the history table is made again (without csl): aum's cleaning reruns, curvature's not
+    methods = [m for m in METHODS if m not in ("curvature", "csl", "confident_learning", "self_confidence", "ssft")]
+    jobs = planned_jobs(workdir, {"baselines": {"history": methods}})
     cleaned = sorted(out for rule, outputs in jobs if rule in ("clean_labels", "retrain") for out in outputs)
     assert cleaned == [str(RUN / "cleaning/aum_0.1_remove.json"), str(RUN / "cleaning/aum_0.1_remove.labels.csv")]
     # another fraction: its own cleanings only; the oracle and the existing ones stay
@@ -286,6 +287,19 @@ def test_a_cleaning_reruns_only_when_its_rankings_scores_or_its_fraction_change(
     counts = rule_counts(jobs)
     assert counts == {"clean_labels": 2, "retrain": 2, "cleaning_table": 1, "cleaning_summary": 1, "all": 1}
     assert all("_0.05_remove" in out for rule, outputs in jobs if rule == "retrain" for out in outputs)
+
+
+def test_the_statistics_source_and_el2n_epoch_retrain_and_the_methods_do_not(workdir):
+    # the run recorded its statistics from the training pass (the default): from the eval pass, every
+    # training reruns, and what follows it; the other trainings (cross-validation, SSFT) not
+    counts = rule_counts(planned_jobs(workdir, {"baselines": {"statistics": "eval_pass"}}))
+    assert counts["train"] == 2 and counts["history_baselines"] == 2
+    assert not {"crossval", "ssft", "prepare", "corrupt"} & set(counts)
+    # EL2N's epoch keeps an evaluation pass during training: another epoch retrains
+    assert rule_counts(planned_jobs(workdir, {"baselines": {"el2n_epoch": 1}}))["train"] == 2
+    # choosing methods does not (EL2N's pass is made whether EL2N is chosen or not)
+    counts = rule_counts(planned_jobs(workdir, {"baselines": {"history": ["csl", "aum"]}}))
+    assert counts["history_baselines"] == 2 and "train" not in counts
 
 
 def test_switched_off_cleaning_plans_no_cleaning(workdir):

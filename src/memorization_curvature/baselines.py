@@ -59,6 +59,9 @@ def el2n(el2n_history: np.ndarray, epoch: int) -> np.ndarray:
     """EL2N (Paul et al. 2021) at ``epoch`` (1-based; early in training, as the paper uses it)."""
     if not 1 <= epoch <= len(el2n_history):
         raise ValueError(f"EL2N epoch must be in [1, {len(el2n_history)}], got {epoch}")
+    if np.isnan(el2n_history[epoch - 1]).any():  # statistics from the training pass: evaluated at some epochs only
+        raise ValueError(f"EL2N at epoch {epoch} was not evaluated: the training recorded its statistics from the "
+                         f"training pass and evaluated at epoch(s) {(np.flatnonzero(~np.isnan(el2n_history).any(axis=1)) + 1).tolist()} only")
     return el2n_history[epoch - 1]
 
 

@@ -17,5 +17,8 @@ HISTORY_METHODS = (
     "datamap_confidence", "datamap_variability",
 )
 PLACEMENTS = ("auto", "device", "stream")
+# Where the peer methods' per-epoch statistics come from: an evaluation pass over the training set after
+# each epoch, or the logits the training steps compute anyway
+TRAINING_STATISTICS = ("eval_pass", "training_pass")
 # What a cleaning does to the top of a ranking: drop those samples, or give them the suggested label
 CLEANING_ACTIONS = ("remove", "relabel")

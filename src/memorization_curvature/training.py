@@ -7,13 +7,14 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .batches import DeviceImages, ImageSet
+from .choices import TRAINING_STATISTICS
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +103,24 @@ class Augmentation:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: DeviceImages, batch_size: int = 1024) -> torch.Tensor:
-    """Eval-mode logits (N, K) of ``model`` on the un-augmented ``images``, float32 on the CPU."""
+def predict_logits(model: nn.Module, images: DeviceImages, batch_size: int = 1024, *, bf16: bool = False,
+                   memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """Eval-mode logits (N, K) of ``model`` on the un-augmented ``images``, float32 on the CPU.
+    ``bf16``: under bf16 autocast on the images' device (training's fast lane on CUDA; the CPU has
+    autocast too, which is how the tests compare it with float32)."""
     model.eval()
-    logits = [model(x).float() for _, x in images.in_order(batch_size)]  # one copy at the end
-    return torch.cat(logits).cpu() if logits else torch.empty(0, 0)
+    device = images.device.type
+    with torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        logits = [model(x).float() for _, x in images.iterate(
+            torch.arange(len(images), device=images.device), batch_size, memory_format=memory_format)]
+    return torch.cat(logits).cpu() if logits else torch.empty(0, 0)  # one copy at the end
 
 
 def epoch_batches(train_x: DeviceImages, train_y: torch.Tensor, config: TrainConfig, generator: torch.Generator,
                   memory_format: torch.memory_format = torch.contiguous_format
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """An epoch's (augmented, normalized images, labels) batches in a random order, on the device.
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """An epoch's (positions, augmented normalized images, labels) batches in a random order, on the
+    device (positions: each sample's place in ``train_x``).
 
     The order and the augmentation are drawn on the CPU with ``generator`` and sent to the device
     once; per batch nothing is copied to the device (but streamed pixels) nor read back from it.
@@ -123,25 +131,34 @@ def epoch_batches(train_x: DeviceImages, train_y: torch.Tensor, config: TrainCon
     shape = tuple(train_x.images.images.shape[1:])
     transform = None if params is None else Augmentation(params, config.augment_shift, shape, device)
     for idx, x in train_x.iterate(order, config.batch_size, augment=transform, memory_format=memory_format):
-        yield x, train_y[idx]
+        yield idx, x, train_y[idx]
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train_x: DeviceImages, train_y: torch.Tensor,
                 config: TrainConfig, generator: torch.Generator,
-                memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """One epoch of SGD over :func:`epoch_batches`; returns the summed training loss, on the device
-    (read once the epoch is done: the loop never waits for the device)."""
+                memory_format: torch.memory_format = torch.contiguous_format,
+                record_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One epoch of SGD over :func:`epoch_batches`. Returns the summed training loss and, with
+    ``record_logits``, each sample's logits from its own training step (N, K) (augmented input, train
+    mode, the weights before that step: what the step computes anyway, gathered by position), both on
+    the device: read once the epoch is done, the loop never waits for the device."""
     model.train()
     loss_sum = torch.zeros((), device=train_x.device)
+    recorded = None
     bf16 = train_x.device.type == "cuda" and config.bf16
-    for x, y in epoch_batches(train_x, train_y, config, generator, memory_format):
+    for positions, x, y in epoch_batches(train_x, train_y, config, generator, memory_format):
         with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            loss = F.cross_entropy(model(x), y)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum.add_(loss.detach(), alpha=len(y))
-    return loss_sum
+        if record_logits:
+            if recorded is None:  # the number of classes is the network's: known from its first output
+                recorded = torch.empty(len(train_x), logits.shape[1], device=logits.device)
+            recorded.index_copy_(0, positions, logits.detach().float())
+    return loss_sum, recorded
 
 
 def sgd(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.SGD:
@@ -151,7 +168,11 @@ def sgd(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.op
                            weight_decay=config.weight_decay, **({"fused": True} if fused else {}))
 
 
-EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor], None]
+EpochCallback = Callable[[int, nn.Module, dict, torch.Tensor, "torch.Tensor | None"], None]
+
+# Where a training's per-sample statistics of each epoch come from (`baselines.statistics`): an eval-mode
+# pass over the un-augmented training set after the epoch, or the training pass's own logits (free).
+STATISTICS = TRAINING_STATISTICS
 
 
 def train(
@@ -169,11 +190,17 @@ def train(
     on_state: Callable[[dict], None] | None = None,
     placement: str = "auto",
     workers: int = 2,
+    statistics: str = "eval_pass",
+    eval_epochs: Collection[int] = (),
 ) -> None:
     """Train ``model`` on (train_images, train_y); after each epoch call ``on_epoch_end(epoch, model,
-    metrics, train_logits)``, with the eval-mode logits (N, K) of the un-augmented training samples.
+    metrics, train_logits, eval_logits)`` with the training samples' logits (N, K), float32 on the CPU:
+    with ``statistics`` "eval_pass" those of an eval-mode pass over the un-augmented samples after the
+    epoch (``eval_logits`` the same), with "training_pass" those each sample's training step computed
+    (no pass of its own; ``eval_logits`` then only at ``eval_epochs``, None at the others).
 
-    ``metrics`` holds the epoch's mean training loss, eval-mode accuracy on the given training labels,
+    ``metrics`` holds the epoch's mean training loss, accuracy on the given training labels (of
+    ``train_logits``: from the training pass under "training_pass"),
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
     wrong label, test accuracy, learning rate, the seconds of training and those of the evaluation
     passes. The images are held on ``device`` or streamed to it (``placement``, see
@@ -184,8 +211,12 @@ def train(
     optimizer, learning-rate schedule, random generators); passing such a state back as ``resume``
     continues with the next epoch exactly as the uninterrupted run would have.
     """
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics {statistics!r}: expected one of {STATISTICS}")
     generator = torch.Generator().manual_seed(config.seed)
     on_gpu = device.type == "cuda"
+    # the evaluation passes in training's fast lane: bf16 autocast on CUDA (never on the CPU)
+    eval_bf16 = on_gpu and config.bf16
     # GPU speed: images on the device (or streamed ahead), NHWC convolutions, bf16 autocast. The CPU
     # path stays plain fp32 so that CPU runs are deterministic.
     memory_format = torch.channels_last if on_gpu else torch.contiguous_format
@@ -207,12 +238,15 @@ def train(
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        loss_sum = train_epoch(model, optimizer, train_x, train_y, config, generator, memory_format)
+        loss_sum, recorded = train_epoch(model, optimizer, train_x, train_y, config, generator, memory_format,
+                                         record_logits=statistics == "training_pass")
         scheduler.step()
         if on_gpu:
             torch.cuda.synchronize()
         trained = time.perf_counter()
-        train_logits = predict_logits(model, train_x)
+        evaluate = recorded is None or epoch in eval_epochs
+        eval_logits = predict_logits(model, train_x, bf16=eval_bf16, memory_format=memory_format) if evaluate else None
+        train_logits = eval_logits if recorded is None else recorded.cpu()
         fitted = train_logits.argmax(1) == train_y.cpu()
         metrics = {
             "epoch": epoch,
@@ -220,7 +254,8 @@ def train(
             "train_loss": float(loss_sum) / n,
             "train_acc_given": float(fitted.float().mean()),
             "corrupted_fitted": float(fitted[corrupted].float().mean()) if corrupted is not None and corrupted.any() else float("nan"),
-            "test_acc": float((predict_logits(model, test_x).argmax(1) == test_y).float().mean())
+            "test_acc": float((predict_logits(model, test_x, bf16=eval_bf16, memory_format=memory_format).argmax(1)
+                               == test_y).float().mean())
             if len(test_y) else float("nan"),
             "seconds": trained - started,
             "eval_seconds": time.perf_counter() - trained,
@@ -230,7 +265,7 @@ def train(
             epoch, config.epochs, metrics["train_loss"], metrics["train_acc_given"],
             metrics["corrupted_fitted"], metrics["test_acc"], metrics["seconds"],
         )
-        on_epoch_end(epoch, model, metrics, train_logits)
+        on_epoch_end(epoch, model, metrics, train_logits, eval_logits)
         if on_state is not None:
             on_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
@@ -244,7 +279,10 @@ def train_subset(model: nn.Module, prepared, labels: torch.Tensor, index, config
                  on_state: Callable[[dict], None] | None = None) -> None:
     """Train ``model`` on the training samples of ``prepared`` at ``index`` with ``labels`` (one per
     training sample), tested on its test set: the extra trainings (cross-validation folds, SSFT's
-    halves, retraining after cleaning), resumable like :func:`train`."""
+    halves, retraining after cleaning, shadow models), resumable like :func:`train`. Their callers read
+    the test accuracy and evaluate what they need themselves, so the training samples' statistics come
+    from the training pass: no evaluation pass over them (the weights are the same either way)."""
     train(model, ImageSet.of(prepared, "train").subset(index), labels[index], ImageSet.of(prepared, "test"),
           torch.from_numpy(prepared.test_labels), config, device=device, placement=placement, workers=workers,
-          on_epoch_end=on_epoch_end or (lambda *args: None), resume=resume, on_state=on_state)
+          on_epoch_end=on_epoch_end or (lambda *args: None), resume=resume, on_state=on_state,
+          statistics="training_pass")

@@ -122,7 +122,7 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             torch.set_rng_state(learned_model["torch_rng"])
         learned = batches.DeviceImages(images.subset(learn), dev, **loading)
 
-        def record(epoch, net, metrics, logits, learn=learn, learned=learned):
+        def record(epoch, net, metrics, *_, learn=learn, learned=learned):
             wrong = training.predict_logits(net, learned).argmax(1).numpy() != given[learn].numpy()
             newly = wrong & (first_forgotten[learn] > epochs)
             first_forgotten[learn[newly]] = epoch

@@ -79,7 +79,7 @@ def retrain(data_path: str, cleaned_path: str, output: str, *, seed: int, recipe
     training.train_subset(model, prepared, torch.tensor(table["label"].to_numpy()),
                           np.flatnonzero(table["keep"].to_numpy(bool)), config,
                           device=training.resolve_device(device), placement=placement, workers=loader_workers,
-                          on_epoch_end=lambda epoch, net, metrics, logits: accuracy.append(float(metrics["test_acc"])),
+                          on_epoch_end=lambda epoch, net, metrics, *_: accuracy.append(float(metrics["test_acc"])),
                           resume=state, on_state=keep)
     io.save_json(output, {**cleaning.result_row(table), "test_acc": accuracy[-1], "test_acc_per_epoch": accuracy})
     log.info("trained on %d samples: test accuracy %.4f", int(table["keep"].sum()), accuracy[-1])

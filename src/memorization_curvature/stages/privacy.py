@@ -133,7 +133,7 @@ def shadow_train(data_path: str, labels_path: str, masks_path: str, output: str,
 
     training.train_subset(net, prepared, torch.from_numpy(given), np.flatnonzero(inside[model]), config,
                           device=training.resolve_device(device), placement=placement, workers=loader_workers,
-                          on_epoch_end=lambda epoch, network, metrics, logits: accuracy.append(float(metrics["test_acc"])),
+                          on_epoch_end=lambda epoch, network, metrics, *_: accuracy.append(float(metrics["test_acc"])),
                           resume=state, on_state=keep)
     # the weights after the last epoch (also when a start resumed after it: train_subset loaded them)
     io.save_torch(output, checkpoints.checkpoint(recipe["model"], model_kwargs, net, config.epochs))

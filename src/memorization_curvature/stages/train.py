@@ -27,13 +27,19 @@ def train(
     threads: int,
     placement: str = "auto",
     loader_workers: int = 2,
+    statistics: str = "eval_pass",
+    eval_epochs: Sequence[int] = (),
     code: str = "",
     time_limit=None,
 ) -> None:
     """Train the dataset's ``recipe`` on the given labels and write ``checkpoints[e - 1]`` after epoch e,
     per-epoch metrics, and per-sample statistics of every epoch for the peer methods (arrays (E, N), see
     :func:`memorization_curvature.epoch_statistics.epoch_statistics`) with ``mean_probs`` (N, K), the
-    softmax averaged over the epochs' evaluation passes. ``code``: the digest of the code that trains
+    softmax averaged over the epochs. ``statistics`` (`baselines.statistics`): the statistics of every
+    epoch from an evaluation pass over the training set after it ("eval_pass") or from the logits of
+    the training pass itself ("training_pass", no pass of its own), but EL2N, an evaluation of the
+    network by its definition: from an evaluation pass at ``eval_epochs`` only, NaN at the other epochs
+    (so that no method reads a value that was not measured). ``code``: the digest of the code that trains
     (the rule's), part of what a saved training state must match to be resumed; ``time_limit``: the
     SLURM job's (:mod:`memorization_curvature.time_limit`), asked after every epoch but the last."""
     import torch
@@ -50,13 +56,17 @@ def train(
     torch.manual_seed(seed)
     model, model_kwargs = models.for_data(model_name, prepared)
     dev = training.resolve_device(device)
-    log.info("training %s for %d epochs on %s, %d threads", model_name, config.epochs, dev, threads)
+    log.info("training %s for %d epochs on %s, %d threads; per-sample statistics from the %s%s", model_name,
+             config.epochs, dev, threads, statistics.replace("_", " "),
+             f" (EL2N from an evaluation pass after epoch(s) {sorted(eval_epochs)})" if statistics == "training_pass"
+             and eval_epochs else "")
     rows: list[dict] = []
     history: dict[str, list[np.ndarray]] = {}
     given = labels["given_label"].to_numpy()
     progress = resume.Progress(
         Path(metrics_path).parent / ".train_resume",
-        resume.fingerprint({"model": model_name, "config": config.__dict__, "device": device},
+        resume.fingerprint({"model": model_name, "config": config.__dict__, "device": device,
+                            "statistics": statistics, "eval_epochs": sorted(eval_epochs)},
                            [data_path, labels_path], code),
         time_limit,
     )
@@ -71,10 +81,14 @@ def train(
                 history.setdefault(key, []).append(values.numpy())
         probs_sum = state["probs_sum"].numpy()
 
-    def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits) -> None:
+    def on_epoch_end(epoch: int, net, epoch_metrics: dict, train_logits, eval_logits) -> None:
         io.save_torch(checkpoints[epoch - 1], checkpoint_files.checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
-        for key, values in epoch_statistics.epoch_statistics(train_logits.numpy(), given).items():
+        statistics_of_epoch = epoch_statistics.epoch_statistics(train_logits.numpy(), given)
+        if statistics == "training_pass":
+            statistics_of_epoch["el2n"] = (np.full(len(given), np.nan) if eval_logits is None else
+                                           epoch_statistics.epoch_statistics(eval_logits.numpy(), given)["el2n"])
+        for key, values in statistics_of_epoch.items():
             history.setdefault(key, []).append(values)
         probs_sum[:] += epoch_statistics.softmax(train_logits.numpy())
 
@@ -98,6 +112,8 @@ def train(
         corrupted=torch.tensor(labels["corrupted"].to_numpy(dtype=bool)),
         resume=state,
         on_state=on_state,
+        statistics=statistics,
+        eval_epochs=set(eval_epochs),
     )
     io.save_csv(metrics_path, pd.DataFrame(rows))
     io.save_npz(history_path, **{key: np.stack(values) for key, values in history.items()},

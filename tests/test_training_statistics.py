@@ -1,0 +1,148 @@
+"""The peer methods' per-epoch statistics from the training pass (`baselines.statistics: training_pass`),
+and the evaluation passes in bf16 (training's fast lane on CUDA; the CPU has autocast too)."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import spearmanr
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from memorization_curvature import baselines, epoch_statistics, models, training
+from memorization_curvature.batches import DeviceImages, ImageSet
+
+CPU = torch.device("cpu")
+
+
+def digits(n=None):
+    data = load_digits()
+    pixels = np.round(data.images * 255 / 16).astype(np.uint8)[:n, None]
+    return ImageSet(pixels, np.array([pixels.mean() / 255]), np.array([pixels.std() / 255]), 255.0), torch.tensor(data.target[:n])
+
+
+def corrupted_labels(labels, rate, seed):
+    rng = np.random.default_rng(seed)
+    given = labels.clone()
+    flipped = rng.choice(len(labels), int(rate * len(labels)), replace=False)
+    given[flipped] = torch.from_numpy((labels.numpy()[flipped] + rng.integers(1, 10, len(flipped))) % 10)
+    return given, np.isin(np.arange(len(labels)), flipped)
+
+
+def recipe(epochs=1, batch_size=16, shift=0, flip=False):
+    return training.TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.05, momentum=0.9, weight_decay=0.0,
+                                lr_milestones=(), lr_gamma=0.1, augment_shift=shift, augment_flip=flip, seed=3)
+
+
+def test_the_training_pass_records_each_samples_logits_from_its_own_step():
+    # a network without BatchNorm: a sample's logits do not depend on the rest of its batch
+    images, labels = digits(200)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    reference = copy.deepcopy(model)
+    config = recipe(batch_size=16)
+    train_x = DeviceImages(images, CPU, "device", 0)
+    _, recorded = training.train_epoch(model, training.sgd(model, config, CPU), train_x, labels, config,
+                                       torch.Generator().manual_seed(7), record_logits=True)
+    # the same epoch step by step: each batch's logits before its step, put back at the samples' places
+    optimizer = training.sgd(reference, config, CPU)
+    expected = torch.full((200, 10), float("nan"))
+    for positions, x, y in training.epoch_batches(train_x, labels, config, torch.Generator().manual_seed(7)):
+        logits = reference(x)
+        expected[positions] = logits.detach()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        optimizer.step()
+    assert recorded.shape == (200, 10) and torch.equal(recorded, expected)
+    # not the logits of the trained network: the weights moved during the epoch
+    with torch.no_grad():
+        assert not torch.allclose(recorded, model(next(train_x.in_order(200))[1]))
+
+
+def train_both_ways(epochs=3, eval_epochs=(2,)):
+    images, labels = digits(300)
+    test_images, test_labels = digits(60)
+    runs = {}
+    for statistics in training.STATISTICS:
+        torch.manual_seed(1)
+        model = models.build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+        seen = {}
+        training.train(model, images, labels, test_images, test_labels, recipe(epochs, 32, shift=1), device=CPU,
+                       on_epoch_end=lambda epoch, net, metrics, train_logits, eval_logits: seen.update(
+                           {epoch: (dict(metrics), train_logits.clone(),
+                                    None if eval_logits is None else eval_logits.clone())}),
+                       placement="device", workers=0, statistics=statistics, eval_epochs=set(eval_epochs))
+        runs[statistics] = (model.state_dict(), seen)
+    return runs
+
+
+def test_recording_the_training_pass_changes_no_weight_and_skips_the_evaluation_pass():
+    runs = train_both_ways()
+    (weights_eval, seen_eval), (weights_train, seen_train) = runs["eval_pass"], runs["training_pass"]
+    assert weights_eval.keys() == weights_train.keys()
+    assert all(torch.equal(weights_eval[key], weights_train[key]) for key in weights_eval)
+    for epoch in (1, 2, 3):
+        metrics_eval, logits_eval, evaluated = seen_eval[epoch]
+        metrics_train, logits_train, evaluated_train = seen_train[epoch]
+        assert metrics_eval["test_acc"] == metrics_train["test_acc"]
+        assert torch.equal(evaluated, logits_eval)  # the eval pass's logits are the statistics' logits
+        # augmented inputs, train-mode BatchNorm, weights moving: other logits than the eval pass's
+        assert not torch.allclose(logits_train, logits_eval, atol=1e-3)
+        if epoch == 2:  # EL2N's epoch keeps its evaluation pass, the same as the eval_pass run's
+            assert torch.equal(evaluated_train, logits_eval)
+        else:
+            assert evaluated_train is None
+
+
+def test_bad_statistics_are_refused_before_training():
+    images, labels = digits(40)
+    model = models.build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="'train_pass'.*eval_pass.*training_pass"):
+        training.train(model, images, labels, images, labels, recipe(), device=CPU, on_epoch_end=lambda *_: None,
+                       statistics="train_pass")
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_el2n_at_an_epoch_without_an_evaluation_pass_is_refused():
+    history = np.full((3, 5), np.nan)
+    history[1] = 0.5
+    assert np.array_equal(baselines.el2n(history, 2), np.full(5, 0.5))
+    with pytest.raises(ValueError, match="EL2N at epoch 3 was not evaluated"):
+        baselines.el2n(history, 3)
+
+
+def test_evaluation_passes_in_bf16_rank_like_float32():
+    # a network that fits 10 % wrong labels, evaluated after every epoch in float32 and in bf16 autocast
+    images, labels = digits()
+    given, corrupted = corrupted_labels(labels, 0.1, seed=0)
+    torch.manual_seed(0)
+    model = models.build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    train_x = DeviceImages(images, CPU, "device", 0)
+    logits = {"float32": [], "bf16": []}
+
+    def evaluate(epoch, net, *_):
+        logits["float32"].append(training.predict_logits(net, train_x).numpy())
+        logits["bf16"].append(training.predict_logits(net, train_x, bf16=True).numpy())
+
+    training.train(model, images, given, images, labels, recipe(4, 16), device=CPU, on_epoch_end=evaluate,
+                   placement="device", workers=0, statistics="training_pass")
+    histories = {}
+    for precision, per_epoch in logits.items():
+        stats = [epoch_statistics.epoch_statistics(epoch_logits, given.numpy()) for epoch_logits in per_epoch]
+        histories[precision] = {key: np.stack([s[key] for s in stats]) for key in stats[0]}
+    assert not np.array_equal(logits["bf16"][-1], logits["float32"][-1])  # evaluated the other way
+    for key in ("loss", "margin", "p_given", "el2n"):
+        for epoch in range(4):
+            rho = spearmanr(histories["bf16"][key][epoch], histories["float32"][key][epoch]).statistic
+            assert rho >= 0.999, (key, epoch, rho)
+    assert (histories["bf16"]["correct"] == histories["float32"]["correct"]).mean() > 0.99
+    scores = {precision: baselines.history_scores(history, baselines.HISTORY_METHODS, el2n_epoch=2)
+              for precision, history in histories.items()}
+    for method in baselines.HISTORY_METHODS:
+        bf16, float32 = (roc_auc_score(corrupted, scores[p][method]) for p in ("bf16", "float32"))
+        assert abs(bf16 - float32) <= 0.002, (method, bf16, float32)
+    assert roc_auc_score(corrupted, scores["float32"]["aum"]) > 0.9  # the network did find the wrong labels
