@@ -14,6 +14,6 @@ with (
         snakemake.input.checkpoint,
         snakemake.output[0],
         threads=snakemake.threads,
-        **runtime_settings(snakemake.config, "final_outputs"),  # speed only: not params, so they rerun nothing
+        **runtime_settings(snakemake.config, "shadow_score"),  # speed only: not params, so they rerun nothing
         **params,
     )

@@ -100,6 +100,26 @@ def test_float64_propagation_is_the_finite_difference(name, h):
         assert (relu_pattern_changes(model, x, dx) > 0).all()
 
 
+@pytest.mark.parametrize("h", [1e-3, 0.3])
+def test_the_mirrored_query_propagates_exactly(h):
+    # the privacy audit's second query (models.Flipped): a flip of the input, a permutation
+    network, shape = random_network("small_cnn")
+    model = curvature.fold_batchnorm(models.Flipped(network))
+    assert difference.build(model, torch.bfloat16)[0] is not None  # bf16 too: no float32 fallback
+    propagation, why = difference.build(model, torch.float64)
+    assert propagation is not None, why
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(8, *shape, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,), generator=generator)
+    dx = h * curvature.rademacher_probes(torch.arange(8), 1, shape, seed=0, dtype=torch.float64)[:, 0]
+    expected = finite_difference(model, x, y, dx).flatten(1)
+    got = propagation.gradient_difference(propagation.clean(x, y), dx).flatten(1)
+    assert ((got - expected).norm(dim=1) / expected.norm(dim=1)).max() < 1e-9
+    # and it is the mirrored image's: the network's difference at flipped inputs, flipped back
+    plain = finite_difference(network, x.flip(-1), y, dx.flip(-1)).flip(-1).flatten(1)
+    assert torch.allclose(expected, plain, rtol=1e-9, atol=1e-14)
+
+
 @pytest.fixture(scope="module")
 def digits():
     prepared = prepare("digits", test_fraction=0.2, split_seed=0)

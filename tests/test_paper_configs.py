@@ -89,10 +89,13 @@ def test_the_paper_size_privacy_audit_plans_its_shadow_models_as_cluster_jobs(tm
                                                 "shadow_attack", "retrain")} == {
         "train": 1, "score": 200, "shadow_masks": 1, "shadow_train": 64, "shadow_score": 64, "shadow_attack": 1,
         "retrain": None}
-    # the shadow models' scoring goes to SLURM in the run's scoring groups: 264 jobs in groups of 40
-    groups = scoring_groups(out, rule="shadow_score")
-    assert len(groups) == 7 and {name for name, _ in groups} == {"scoring_cifar100_noise0_0"}
-    assert sum(size for _, size in groups) == 64  # every shadow scoring inside a group's listing
+    # the shadow models' scorings go to SLURM in groups of their own: 4 submissions of 16; the run's 200
+    # checkpoints in 5 of 40, none waiting for a shadow training
+    shadow_groups = [(name, size) for name, size in scoring_groups(out, rule="shadow_score") if size]
+    assert shadow_groups == [("shadow_scoring_cifar100_noise0_0", 16)] * 4
+    run_groups = [(name, size) for name, size in scoring_groups(out) if size]
+    assert run_groups == [("scoring_cifar100_noise0_0", 40)] * 5
+    assert len(scoring_groups(out)) == 9  # no group holds both
     # a shadow training asks for a GPU and a training's time per start
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["set-resources"]
     assert profile["shadow_train"]["gpu"] == profile["shadow_score"]["gpu"] == 1

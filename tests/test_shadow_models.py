@@ -102,7 +102,11 @@ def test_the_workflow_writes_what_its_files_give(audited):
     written = pd.read_csv(run / "privacy_samples.csv")
     assert (written["lira_online_rank"].to_numpy() == np.arange(1, len(labels) + 1)).all()
     top = round(0.05 * len(labels))  # the 5 % most exposed
-    for _, row in table.iterrows():
+    # the loss threshold ranks no one as exposed (no per-sample calibration): no columns, no overlap
+    assert "loss_threshold_exposure" not in samples and set(exposure) == set(table["attack"]) - {"loss_threshold"}
+    loss_row = table.set_index("attack").loc["loss_threshold"]
+    assert np.isnan(loss_row["top5pct_corrupted"]) and np.isnan(loss_row["top5pct_also_top_curvature"])
+    for _, row in table[table["attack"] != "loss_threshold"].iterrows():
         most = np.argsort(-exposure[row["attack"]], kind="stable")[:top]
         assert row["top5pct_corrupted"] == pytest.approx(labels["corrupted"].to_numpy()[most].mean())
         assert row["top5pct_also_top_curvature"] == pytest.approx(
@@ -117,7 +121,7 @@ def plan(audited, settings):
 
 def test_speed_settings_rerun_nothing_and_the_masks_and_k_rerun_the_shadows(audited):
     assert plan(audited, {"train": {"threads": 2, "time_limit_margin_s": 45, "loader_workers": 0},
-                          "curvature": {"batch_size": 100, "device": "cpu"}}) == {}
+                          "curvature": {"batch_size": 100, "device": "cpu", "probes_per_pass": 2}}) == {}
     assert plan(audited, {"privacy": {"mask_seed": 1}}) == SHADOW_JOBS
     assert plan(audited, {"privacy": {"shadow_models": 8}}) == {**SHADOW_JOBS, "shadow_train": 8, "shadow_score": 8}
     # another curvature: the run's scoring and the shadows' scoring, never their trainings

@@ -238,6 +238,9 @@ RUNTIME_SETTINGS = {
               "checkpoints_per_job": ("curvature", "checkpoints_per_job")},
     "final_outputs": {"batch_size": ("curvature", "batch_size"), "device": ("curvature", "device"),
                       "placement": ("train", "placement"), "loader_workers": ("train", "loader_workers")},
+    "shadow_score": {"batch_size": ("curvature", "batch_size"), "probes_per_pass": ("curvature", "probes_per_pass"),
+                     "device": ("curvature", "device"), "placement": ("train", "placement"),
+                     "loader_workers": ("train", "loader_workers")},
 }
 
 

@@ -59,6 +59,7 @@ _FUNCTIONS: dict[object, str] = {
     F.relu: "relu", torch.relu: "relu", F.relu6: "hardtanh", F.hardtanh: "hardtanh", operator.add: "add",
     torch.add: "add", torch.cat: "cat", torch.concat: "cat", torch.flatten: "linear",
     F.adaptive_avg_pool2d: "linear", F.avg_pool2d: "linear",
+    torch.flip: "linear",  # a permutation of the input (the privacy audit's mirrored query): exact in bf16
 }
 _METHODS = {"flatten": "linear", "view": "linear", "reshape": "linear", "relu": "relu"}
 SUPPORTED = sorted({t.__name__ for t in _MODULES} | {getattr(f, "__name__", str(f)) for f in _FUNCTIONS}

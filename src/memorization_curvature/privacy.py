@@ -45,6 +45,16 @@ def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> tuple[np.nda
     return fpr, tpr
 
 
+def thinned(fpr: np.ndarray, tpr: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC at ``points`` false-positive rates spaced evenly on a log scale from the lowest above 0
+    to 1 (and at 0), each with the highest true-positive rate a threshold reaches there: what a
+    log-log figure shows, in a few thousand rows whatever the number of samples."""
+    lowest = fpr[fpr > 0].min(initial=1.0)
+    grid = np.unique(np.r_[0.0, np.geomspace(lowest, 1.0, points)])
+    reached = np.searchsorted(fpr, grid, side="right") - 1  # fpr ascends and tpr with it: the last within
+    return grid, tpr[reached]
+
+
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """The highest true-positive rate of a threshold whose false-positive rate is at most ``target``
     (not interpolated: a threshold an attacker can pick)."""
@@ -211,8 +221,12 @@ def offline_score(value: np.ndarray, fits: dict[str, np.ndarray], *, global_vari
 # stays finite.
 LOG_EPSILON = 1e-22
 # LiRA: below this many shadow models, one spread per side for every sample (pooled over the samples)
-# beats each sample's own spread, which too few models estimate poorly.
+# beats each sample's own spread, which too few models estimate poorly. Counted as the audit's models
+# (K), as both papers count theirs: K = 64, Curvature Clues' setup, fits each sample's own spreads.
 PER_SAMPLE_VARIANCE_FROM = 64
+# Attacks whose member score is not calibrated per sample: a global threshold on the loss ranks the
+# easy samples first (low loss IN and OUT alike), not the exposed ones, so it gets no exposure ranking.
+NOT_PER_SAMPLE = ("loss_threshold",)
 
 # The attacks of the shadow-model audit: name -> (statistic, what it is). Each scores every sample of a
 # target model from the other models (its shadows), higher saying member.
@@ -244,10 +258,10 @@ def shadow_attack_scores(statistics: dict[str, np.ndarray], inside: np.ndarray, 
     samples) (the queries: the image, and its flip where the recipe flips); ``inside`` (models, samples)
     says which samples each model trained on (:func:`shadow_masks`). The IN and OUT Gaussians are fitted
     over every model but the target and its partner, per query; their spreads are pooled over the samples below
-    :data:`PER_SAMPLE_VARIANCE_FROM` shadow models."""
+    :data:`PER_SAMPLE_VARIANCE_FROM` models."""
     inside = np.asarray(inside, dtype=bool)
     shadows = ~np.isin(np.arange(len(inside)), [target, partner(target)])
-    global_variance = int(shadows.sum()) < PER_SAMPLE_VARIANCE_FROM
+    global_variance = len(inside) < PER_SAMPLE_VARIANCE_FROM
     scores = {}
     phi = np.asarray(statistics["logit_confidence"], dtype=np.float64)
     online, offline = [], []
@@ -276,7 +290,8 @@ def shadow_attack_scores(statistics: dict[str, np.ndarray], inside: np.ndarray, 
 def shadow_audit(statistics: dict[str, np.ndarray], inside: np.ndarray):
     """Every model as the target in turn, all but it and its partner as its shadows. Returns one row per attack and
     target (:func:`attack_metrics` of its members against its non-members, all samples of the training
-    set); per attack each sample's mean score over the targets that trained on it (its exposure); and
+    set); per attack each sample's mean score over the targets that trained on it (its exposure; not for
+    the attacks of :data:`NOT_PER_SAMPLE`); and
     per attack the (member, non-member) scores of all targets pooled (for one ROC over all targets)."""
     inside = np.asarray(inside, dtype=bool)
     rows, exposure, pooled = [], {}, {}
@@ -286,7 +301,8 @@ def shadow_audit(statistics: dict[str, np.ndarray], inside: np.ndarray):
         for attack, score in scores.items():
             rows.append({"attack": attack, "target": target,
                          **attack_metrics(score[members], score[~members])})
-            exposure.setdefault(attack, np.zeros(inside.shape[1]))[members] += score[members]
+            if attack not in NOT_PER_SAMPLE:
+                exposure.setdefault(attack, np.zeros(inside.shape[1]))[members] += score[members]
             pooled.setdefault(attack, ([], []))
             pooled[attack][0].append(score[members])
             pooled[attack][1].append(score[~members])

@@ -144,7 +144,7 @@ def shadow_train(data_path: str, labels_path: str, masks_path: str, output: str,
 
 def shadow_score(data_path: str, labels_path: str, checkpoint_path: str, output: str, *, n_probes: int, h: float,
                  form: str, method: str, precision: str, seed: int, flip: bool, threads: int, device: str,
-                 batch_size: int, placement: str, loader_workers: int) -> None:
+                 batch_size: int, placement: str, loader_workers: int, probes_per_pass: int = 1) -> None:
     """Every training sample by a shadow model's final weights, at its given label, in eval mode: the
     input-loss curvature (as the run's scoring computes it, same probes), LiRA's logit-scaled confidence
     and the loss, for each query: the image, and its mirror image where the recipe flips (``flip``)."""
@@ -167,7 +167,7 @@ def shadow_score(data_path: str, labels_path: str, checkpoint_path: str, output:
                                           workers=loader_workers)
         arrays["curvature"].append(curvature.curvature_scores(
             net, samples, n_probes=n_probes, h=h, seed=seed, device=device, form=form, method=method,
-            precision=precision).numpy())
+            precision=precision, probes_per_pass=probes_per_pass).numpy())
         logits = training.predict_logits(net, batches.DeviceImages(images, device, placement, loader_workers),
                                          batch_size).numpy()
         arrays["logit_confidence"].append(privacy.logit_confidence(logits, given))
@@ -219,6 +219,10 @@ def shadow_attack(labels_path: str, masks_path: str, score_paths: Sequence[str],
     overlap, corrupted_share = [], []
     top = max(1, int(round(TOP_FRACTION * len(ranked))))
     for attack in summary["attack"]:
+        if attack not in exposure:  # not calibrated per sample: no ranking of the exposed
+            overlap.append(np.nan)
+            corrupted_share.append(np.nan)
+            continue
         score = exposure[attack]
         ranked[f"{attack}_exposure"] = score
         ranked[f"{attack}_rank"] = pd.Series(-score).rank(method="first").astype(int).to_numpy()
@@ -229,7 +233,8 @@ def shadow_attack(labels_path: str, masks_path: str, score_paths: Sequence[str],
     io.save_csv(table, summary)
     io.save_csv(samples, ranked.sort_values("lira_online_rank", kind="stable"))
 
-    curves = {attack: privacy.roc(*pooled[attack]) for attack in summary["attack"]}
+    # every target's samples pooled: millions of thresholds at paper size, shown at a few thousand
+    curves = {attack: privacy.thinned(*privacy.roc(*pooled[attack])) for attack in summary["attack"]}
     aurocs = dict(zip(summary["attack"], summary["auroc_mean"]))
     figures.save_figure_set(figure, *privacy.log_roc_figure(
         curves, aurocs, title=f"{run_title}: shadow-model attacks, {len(inside)} targets pooled"))
