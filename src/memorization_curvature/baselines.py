@@ -3,8 +3,8 @@
 Every score is oriented like curvature, **higher = more likely mislabeled**, in the direction each
 method's authors use it to find mislabeled samples (e.g. data maps' hard-to-learn region: low
 confidence and low variability). Most are computed from
-per-epoch statistics of each training sample, measured after each epoch in eval mode on the
-un-augmented input with the sample's given label (:func:`memorization_curvature.epoch_statistics.epoch_statistics`); the histories are
+per-epoch statistics of each training sample at its given label, from the training pass or an eval-mode
+pass after each epoch (:func:`memorization_curvature.epoch_statistics.epoch_statistics`); the histories are
 arrays of shape (E, N), epochs in order.
 """
 

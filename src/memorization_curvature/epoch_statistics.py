@@ -1,7 +1,9 @@
 """What training records of every sample after each epoch: the statistics the peer methods rank by.
 
-Measured in eval mode on the un-augmented input with the sample's given label. Its own module because
-the training job runs it: the peer methods' code (:mod:`.baselines`) can change without retraining.
+From the logits of the training pass (each sample's own step) or of an eval-mode pass over the
+un-augmented input after the epoch (``baselines.statistics``), always at the sample's given label. Its
+own module because the training job runs it: the peer methods' code (:mod:`.baselines`) can change
+without retraining.
 """
 
 from __future__ import annotations
