@@ -32,7 +32,7 @@ from memorization_curvature import models, training
 from memorization_curvature.batches import DeviceImages, ImageSet, LabelledBatches
 from memorization_curvature.curvature import curvature_scores, rademacher_probes
 
-from host_overhead import H200_BF16, H200_FP32, SIZES, flops_per_sample  # the estimates it compares with
+from host_overhead import H200_BF16, H200_FP32, H200_TF32, SIZES, flops_per_sample  # the estimates it compares with
 
 
 def sync(device: torch.device) -> None:
@@ -116,8 +116,8 @@ def throughput(name: str, device: torch.device, quick: bool) -> list[str]:
             f"{H200_BF16 / 2 / train_flops:,.0f} | {train_rate * train_flops / 1e12:.1f} |",
             f"| {name} | training epoch recording the training pass's logits | {recording_rate:,.0f} | "
             f"{H200_BF16 / 2 / train_flops:,.0f} | {recording_rate * train_flops / 1e12:.1f} |",
-            f"| {name} | eval pass, float32 ({samples} samples) | {eval_rates[False]:,.0f} | "
-            f"{H200_FP32 / 2 / forward_flops:,.0f} | {eval_rates[False] * forward_flops / 1e12:.1f} |",
+            f"| {name} | eval pass, float32 (TF32 convolutions, cuDNN's default; {samples} samples) | "
+            f"{eval_rates[False]:,.0f} | {H200_TF32 / 2 / forward_flops:,.0f} | {eval_rates[False] * forward_flops / 1e12:.1f} |",
             f"| {name} | eval pass, bf16 autocast | {eval_rates[True]:,.0f} | "
             f"{H200_BF16 / 2 / forward_flops:,.0f} | {eval_rates[True] * forward_flops / 1e12:.1f} |",
             f"| {name} | scoring, n = 10 ({score_n} samples) | {score_rate:,.0f} | "

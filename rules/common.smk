@@ -42,11 +42,13 @@ def training_recipe_of(wildcards):
 
 
 BASELINES = config["baselines"]
-# Under baselines.statistics: training_pass, the epoch that keeps an evaluation pass over the training
-# set: EL2N's (an evaluation of the trained network by its definition). Whether EL2N is among the
-# methods or not, so that choosing methods never retrains.
+# Under baselines.statistics: training_pass, the epochs that keep an evaluation pass over the training
+# set: EL2N's (an evaluation of the network by its definition) and the last (the final loss and
+# confidence). Whether those methods are chosen or not, so that choosing methods never retrains.
 STATISTICS_EVAL_EPOCHS = (
-    [BASELINES["el2n_epoch"]] if BASELINES["statistics"] == "training_pass" else []
+    sorted({BASELINES["el2n_epoch"], EPOCHS})
+    if BASELINES["statistics"] == "training_pass"
+    else []
 )
 SCORED_EPOCHS = scored_epochs(EPOCHS, config["curvature"]["score_every"])
 

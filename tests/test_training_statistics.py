@@ -12,8 +12,9 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from memorization_curvature import baselines, epoch_statistics, models, training
+from memorization_curvature import baselines, epoch_statistics, io, models, training
 from memorization_curvature.batches import DeviceImages, ImageSet
+from memorization_curvature.stages import data, train
 
 CPU = torch.device("cpu")
 
@@ -146,3 +147,48 @@ def test_evaluation_passes_in_bf16_rank_like_float32():
         bf16, float32 = (roc_auc_score(corrupted, scores[p][method]) for p in ("bf16", "float32"))
         assert abs(bf16 - float32) <= 0.002, (method, bf16, float32)
     assert roc_auc_score(corrupted, scores["float32"]["aum"]) > 0.9  # the network did find the wrong labels
+
+
+def test_evaluation_passes_run_in_trainings_fast_lane_on_cuda_only():
+    fast = recipe()
+    slow = training.TrainConfig(**{**fast.__dict__, "bf16": False})
+    assert training.eval_lane(torch.device("cuda"), fast) == {"bf16": True, "memory_format": torch.channels_last}
+    assert training.eval_lane(torch.device("cuda:1"), slow) == {"bf16": False, "memory_format": torch.channels_last}
+    assert training.eval_lane(CPU, fast) == {"bf16": False, "memory_format": torch.contiguous_format}
+
+
+STAGE_RECIPE = dict(model="small_cnn", epochs=4, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
+                    lr_milestones=[0.6, 0.8], lr_gamma=0.1, augment_shift=1, augment_flip=False, bf16=True)
+
+
+def test_the_training_job_keeps_what_is_read_off_the_network_from_its_evaluation_passes(tmp_path):
+    data.prepare("digits", tmp_path / "data.npz", test_fraction=0.2, split_seed=0)
+    data.corrupt(tmp_path / "data.npz", tmp_path / "labels.csv", rate=0.1, seed=0)
+    histories, metrics = {}, {}
+    for statistics, eval_epochs in (("eval_pass", []), ("training_pass", [2, 4])):
+        folder = tmp_path / statistics
+        train.train(tmp_path / "data.npz", tmp_path / "labels.csv", [folder / f"epoch{e}.pt" for e in range(1, 5)],
+                    folder / "metrics.csv", folder / "history.npz", recipe=STAGE_RECIPE, seed=0, device="cpu",
+                    threads=1, statistics=statistics, eval_epochs=eval_epochs)
+        histories[statistics], metrics[statistics] = io.load_npz(folder / "history.npz"), pd.read_csv(folder / "metrics.csv")
+    evaluated, recorded = histories["eval_pass"], histories["training_pass"]
+    # from the evaluation passes at EL2N's epoch and the last, the same as the eval_pass run's (same weights)
+    for epoch in (2, 4):
+        assert np.array_equal(recorded["el2n"][epoch - 1], evaluated["el2n"][epoch - 1])
+    assert np.array_equal(recorded["eval_loss"][3], evaluated["loss"][3])
+    assert np.array_equal(recorded["eval_p_given"][3], evaluated["p_given"][3])
+    assert all(np.isnan(recorded[key][[0, 2]]).all() for key in ("el2n", "eval_loss", "eval_p_given"))
+    # the rest from the training pass: augmented inputs, weights moving: not the evaluation's
+    assert not np.allclose(recorded["loss"], evaluated["loss"])
+    given = pd.read_csv(tmp_path / "labels.csv")["given_label"].to_numpy()
+    methods = ["final_loss", "in_confidence", "el2n"]
+    same = {s: baselines.history_scores(h, methods, el2n_epoch=2) for s, h in histories.items()}
+    for method in methods:
+        assert np.array_equal(same["training_pass"][method], same["eval_pass"][method]), method
+    assert len(given) == recorded["loss"].shape[1]
+    # train_metrics.csv says where each epoch's fitted share comes from, and the last is the evaluation's
+    assert metrics["training_pass"]["fitted_from"].tolist() == ["training_pass", "eval_pass", "training_pass",
+                                                                "eval_pass"]
+    assert metrics["eval_pass"]["fitted_from"].eq("eval_pass").all()
+    for column in ("train_acc_given", "corrupted_fitted", "test_acc"):
+        assert metrics["training_pass"][column].iloc[-1] == metrics["eval_pass"][column].iloc[-1]

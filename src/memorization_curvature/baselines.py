@@ -79,12 +79,22 @@ def datamap_variability(p_given: np.ndarray) -> np.ndarray:
     return -p_given.std(axis=0)
 
 
+def evaluated(history: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """The history of ``key`` from evaluation passes: ``eval_<key>`` where the statistics came from the
+    training pass (evaluated at some epochs, the last among them), else ``key`` itself."""
+    values = history.get(f"eval_{key}", history[key])
+    if np.isnan(values[-1]).any():
+        raise ValueError(f"{key} at the last epoch was not evaluated")
+    return values
+
+
 def history_scores(history: dict[str, np.ndarray], methods, *, el2n_epoch: int) -> dict[str, np.ndarray]:
     """The chosen history-based methods, from histories (E, N) named as in :func:`.epoch_statistics.epoch_statistics`."""
     compute = {
         "csl": lambda: csl(history["loss"]),
-        "final_loss": lambda: final_loss(history["loss"]),
-        "in_confidence": lambda: in_confidence(history["p_given"]),
+        # the trained network's: from its evaluation pass when the statistics come from the training pass
+        "final_loss": lambda: final_loss(evaluated(history, "loss")),
+        "in_confidence": lambda: in_confidence(evaluated(history, "p_given")),
         "learning_time": lambda: learning_time(history["correct"].astype(bool)),
         "forgetting_events": lambda: forgetting_events(history["correct"].astype(bool)),
         "aum": lambda: aum(history["margin"]),

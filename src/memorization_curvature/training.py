@@ -116,6 +116,14 @@ def predict_logits(model: nn.Module, images: DeviceImages, batch_size: int = 102
     return torch.cat(logits).cpu() if logits else torch.empty(0, 0)  # one copy at the end
 
 
+def eval_lane(device: torch.device, config: TrainConfig) -> dict:
+    """How evaluation passes of a training run (``predict_logits`` arguments): on CUDA in training's
+    fast lane, bf16 autocast (the recipe's ``bf16``) and channels_last; on the CPU float32, as training."""
+    on_gpu = device.type == "cuda"
+    return {"bf16": on_gpu and config.bf16,
+            "memory_format": torch.channels_last if on_gpu else torch.contiguous_format}
+
+
 def epoch_batches(train_x: DeviceImages, train_y: torch.Tensor, config: TrainConfig, generator: torch.Generator,
                   memory_format: torch.memory_format = torch.contiguous_format
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -199,8 +207,8 @@ def train(
     epoch (``eval_logits`` the same), with "training_pass" those each sample's training step computed
     (no pass of its own; ``eval_logits`` then only at ``eval_epochs``, None at the others).
 
-    ``metrics`` holds the epoch's mean training loss, accuracy on the given training labels (of
-    ``train_logits``: from the training pass under "training_pass"),
+    ``metrics`` holds the epoch's mean training loss, accuracy on the given training labels (from the
+    epoch's evaluation pass where it has one, else from the training pass: ``fitted_from`` says which),
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
     wrong label, test accuracy, learning rate, the seconds of training and those of the evaluation
     passes. The images are held on ``device`` or streamed to it (``placement``, see
@@ -215,8 +223,7 @@ def train(
         raise ValueError(f"statistics {statistics!r}: expected one of {STATISTICS}")
     generator = torch.Generator().manual_seed(config.seed)
     on_gpu = device.type == "cuda"
-    # the evaluation passes in training's fast lane: bf16 autocast on CUDA (never on the CPU)
-    eval_bf16 = on_gpu and config.bf16
+    lane = eval_lane(device, config)  # the evaluation passes in training's fast lane on CUDA
     # GPU speed: images on the device (or streamed ahead), NHWC convolutions, bf16 autocast. The CPU
     # path stays plain fp32 so that CPU runs are deterministic.
     memory_format = torch.channels_last if on_gpu else torch.contiguous_format
@@ -245,17 +252,18 @@ def train(
             torch.cuda.synchronize()
         trained = time.perf_counter()
         evaluate = recorded is None or epoch in eval_epochs
-        eval_logits = predict_logits(model, train_x, bf16=eval_bf16, memory_format=memory_format) if evaluate else None
+        eval_logits = predict_logits(model, train_x, **lane) if evaluate else None
         train_logits = eval_logits if recorded is None else recorded.cpu()
-        fitted = train_logits.argmax(1) == train_y.cpu()
+        # what the network fits: from an evaluation pass where there is one (the last epoch has one)
+        fitted = (train_logits if eval_logits is None else eval_logits).argmax(1) == train_y.cpu()
         metrics = {
             "epoch": epoch,
             "lr": lr,
             "train_loss": float(loss_sum) / n,
             "train_acc_given": float(fitted.float().mean()),
             "corrupted_fitted": float(fitted[corrupted].float().mean()) if corrupted is not None and corrupted.any() else float("nan"),
-            "test_acc": float((predict_logits(model, test_x, bf16=eval_bf16, memory_format=memory_format).argmax(1)
-                               == test_y).float().mean())
+            "fitted_from": "training_pass" if eval_logits is None else "eval_pass",
+            "test_acc": float((predict_logits(model, test_x, **lane).argmax(1) == test_y).float().mean())
             if len(test_y) else float("nan"),
             "seconds": trained - started,
             "eval_seconds": time.perf_counter() - trained,

@@ -60,7 +60,8 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
             on_state=lambda state, name=name, last=f == folds - 1: progress.epoch_done(
                 name, state, more=not last or state["epoch"] < config.epochs))
         held_out = batches.DeviceImages(batches.ImageSet.of(prepared, "train").subset(held), dev, **loading)
-        probs[held] = torch.softmax(training.predict_logits(model, held_out), 1).double().numpy()
+        probs[held] = torch.softmax(training.predict_logits(model, held_out, **training.eval_lane(dev, config)),
+                                    1).double().numpy()
         progress.finish(name, {"probs": torch.from_numpy(probs[held])})
         log.info("fold %d/%d: trained on %d, predicted %d held-out samples", f + 1, folds, len(given) - len(held),
                  len(held))
@@ -121,9 +122,10 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             model.load_state_dict(learned_model["model"])
             torch.set_rng_state(learned_model["torch_rng"])
         learned = batches.DeviceImages(images.subset(learn), dev, **loading)
+        lane = training.eval_lane(dev, training.TrainConfig.from_recipe(recipe, seed))  # fast lane on CUDA
 
-        def record(epoch, net, metrics, *_, learn=learn, learned=learned):
-            wrong = training.predict_logits(net, learned).argmax(1).numpy() != given[learn].numpy()
+        def record(epoch, net, metrics, *_, learn=learn, learned=learned, lane=lane):
+            wrong = training.predict_logits(net, learned, **lane).argmax(1).numpy() != given[learn].numpy()
             newly = wrong & (first_forgotten[learn] > epochs)
             first_forgotten[learn[newly]] = epoch
 

@@ -14,6 +14,12 @@ from .. import io
 log = logging.getLogger(__name__)
 
 
+# Under the training pass, the statistics read off the network as it stands after an epoch, kept from
+# the evaluation passes at ``eval_epochs`` (NaN at the other epochs): EL2N at its epoch, and the final
+# loss and confidence (the last epoch). The others come from the training pass.
+EVALUATED = {"el2n": "el2n", "loss": "eval_loss", "p_given": "eval_p_given"}
+
+
 def train(
     data_path: str,
     labels_path: str,
@@ -37,9 +43,9 @@ def train(
     :func:`memorization_curvature.epoch_statistics.epoch_statistics`) with ``mean_probs`` (N, K), the
     softmax averaged over the epochs. ``statistics`` (`baselines.statistics`): the statistics of every
     epoch from an evaluation pass over the training set after it ("eval_pass") or from the logits of
-    the training pass itself ("training_pass", no pass of its own), but EL2N, an evaluation of the
-    network by its definition: from an evaluation pass at ``eval_epochs`` only, NaN at the other epochs
-    (so that no method reads a value that was not measured). ``code``: the digest of the code that trains
+    the training pass itself ("training_pass", no pass of its own), but what is read off the network as
+    it stands (:data:`EVALUATED`: EL2N, the final loss and confidence): from evaluation passes at
+    ``eval_epochs`` only, NaN at the other epochs (so that no method reads a value not measured). ``code``: the digest of the code that trains
     (the rule's), part of what a saved training state must match to be resumed; ``time_limit``: the
     SLURM job's (:mod:`memorization_curvature.time_limit`), asked after every epoch but the last."""
     import torch
@@ -85,9 +91,11 @@ def train(
         io.save_torch(checkpoints[epoch - 1], checkpoint_files.checkpoint(model_name, model_kwargs, net, epoch))
         rows.append(epoch_metrics)
         statistics_of_epoch = epoch_statistics.epoch_statistics(train_logits.numpy(), given)
-        if statistics == "training_pass":
-            statistics_of_epoch["el2n"] = (np.full(len(given), np.nan) if eval_logits is None else
-                                           epoch_statistics.epoch_statistics(eval_logits.numpy(), given)["el2n"])
+        if statistics == "training_pass":  # what needs the network as it stands: from the evaluation passes
+            evaluated = (None if eval_logits is None else
+                         epoch_statistics.epoch_statistics(eval_logits.numpy(), given))
+            for key, name in EVALUATED.items():
+                statistics_of_epoch[name] = np.full(len(given), np.nan) if evaluated is None else evaluated[key]
         for key, values in statistics_of_epoch.items():
             history.setdefault(key, []).append(values)
         probs_sum[:] += epoch_statistics.softmax(train_logits.numpy())
