@@ -34,7 +34,7 @@ _STAGES = "stages"
 OUTSIDE_RESULTS = {
     "choices": ("the accepted values: a job checks a value against them and stops, never computes with them",
                 {"DATASETS", "MODELS", "HISTORY_METHODS", "CLEANING_ACTIONS", "PLACEMENTS", "CURVATURE_FORMS",
-                 "CURVATURE_METHODS", "CURVATURE_PRECISIONS"}),
+                 "CURVATURE_METHODS", "CURVATURE_PRECISIONS", "TRAINING_STATISTICS"}),
     "config": ("checks the configuration when the workflow is planned; jobs read speed-only settings from it",
                {"runtime_settings", "run_epochs", "scored_epochs"}),
     "gpu_slots": ("chooses the GPU a job runs on", {"for_job", "check_claimed_gpu"}),

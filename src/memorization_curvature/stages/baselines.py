@@ -122,7 +122,9 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             model.load_state_dict(learned_model["model"])
             torch.set_rng_state(learned_model["torch_rng"])
         learned = batches.DeviceImages(images.subset(learn), dev, **loading)
-        lane = training.eval_lane(dev, training.TrainConfig.from_recipe(recipe, seed))  # fast lane on CUDA
+        # fine-tuning draws its own order from the run's seed (no model built, no global reseeding)
+        config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 20 + first)
+        lane = training.eval_lane(dev, config)  # the forgetting pass in training's fast lane on CUDA
 
         def record(epoch, net, metrics, *_, learn=learn, learned=learned, lane=lane):
             wrong = training.predict_logits(net, learned, **lane).argmax(1).numpy() != given[learn].numpy()
@@ -135,8 +137,6 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
 
         if (resumed := progress.resumed(finetuning)) is not None:
             first_forgotten[learn] = resumed["first_forgotten"].numpy()
-        # fine-tuning draws its own order from the run's seed (no model built, no global reseeding)
-        config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 20 + first)
         training.train_subset(model, prepared, given, finetune, config, device=dev, on_epoch_end=record,
                               resume=resumed, on_state=keep, **loading)
         progress.finish(finetuning, {"first_forgotten": torch.from_numpy(first_forgotten[learn].copy())})
