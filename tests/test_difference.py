@@ -82,18 +82,23 @@ def relu_pattern_changes(model, x, dx):
     return sum((a != b).flatten(1).sum(1) for a, b in zip(signs[:half], signs[half:]))
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
-@pytest.mark.parametrize("h", [1e-3, 0.3])
-def test_float64_propagation_is_the_finite_difference(name, h):
-    model, shape = random_network(name)
+def propagated_against_subtracted(model, shape, h, seed):
+    """(x, y, dx, the finite difference by subtraction, by float64 propagation) on 8 random samples."""
     propagation, why = difference.build(model, torch.float64)
     assert propagation is not None, why
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     x = torch.randn(8, *shape, generator=generator, dtype=torch.float64)
     y = torch.randint(0, 10, (8,), generator=generator)
     dx = h * curvature.rademacher_probes(torch.arange(8), 1, shape, seed=0, dtype=torch.float64)[:, 0]
     expected = finite_difference(model, x, y, dx).flatten(1)
-    got = propagation.gradient_difference(propagation.clean(x, y), dx).flatten(1)
+    return x, y, dx, expected, propagation.gradient_difference(propagation.clean(x, y), dx).flatten(1)
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("h", [1e-3, 0.3])
+def test_float64_propagation_is_the_finite_difference(name, h):
+    model, shape = random_network(name)
+    x, _, dx, expected, got = propagated_against_subtracted(model, shape, h, seed=1)
     error = (got - expected).norm(dim=1) / expected.norm(dim=1)
     assert error.max() < 1e-9, error
     if h > 0.1:  # every sample changes activation patterns within this step: still the same difference
@@ -106,14 +111,7 @@ def test_the_mirrored_query_propagates_exactly(h):
     network, shape = random_network("small_cnn")
     model = curvature.fold_batchnorm(models.Flipped(network))
     assert difference.build(model, torch.bfloat16)[0] is not None  # bf16 too: no float32 fallback
-    propagation, why = difference.build(model, torch.float64)
-    assert propagation is not None, why
-    generator = torch.Generator().manual_seed(2)
-    x = torch.randn(8, *shape, generator=generator, dtype=torch.float64)
-    y = torch.randint(0, 10, (8,), generator=generator)
-    dx = h * curvature.rademacher_probes(torch.arange(8), 1, shape, seed=0, dtype=torch.float64)[:, 0]
-    expected = finite_difference(model, x, y, dx).flatten(1)
-    got = propagation.gradient_difference(propagation.clean(x, y), dx).flatten(1)
+    x, y, dx, expected, got = propagated_against_subtracted(model, shape, h, seed=2)
     assert ((got - expected).norm(dim=1) / expected.norm(dim=1)).max() < 1e-9
     # and it is the mirrored image's: the network's difference at flipped inputs, flipped back
     plain = finite_difference(network, x.flip(-1), y, dx.flip(-1)).flip(-1).flatten(1)
