@@ -294,3 +294,43 @@ def test_every_key_takes_on_the_command_line_what_it_takes_in_a_file():
         if from_cli != from_file:
             wrong.append(f"{'.'.join(path)}: {value_at(from_cli, path)!r} from the command line, {value!r} from a file")
     assert not wrong, "\n".join(wrong)
+
+
+def integer_keys(schema, path=()):
+    """Every key of the schema that takes an integer (or a list of them, or an integer among other
+    forms), as (path, whether a list)."""
+    forms = schema.get("oneOf", [schema])
+    if any(form.get("type") == "integer" for form in forms):
+        yield path, False
+    elif schema.get("type") == "array" and schema.get("items", {}).get("type") == "integer":
+        yield path, True
+    for key, sub in schema.get("properties", {}).items():
+        yield from integer_keys(sub, path + (key,))
+
+
+def test_a_whole_number_written_as_a_float_is_refused_where_an_integer_is_expected():
+    # JSON Schema counts 16.0 as an integer: it passed the check and failed in a job (range(16.0))
+    from memorization_curvature.config import RECIPE_KEYS, load_schema
+
+    full = validate_config(copy.deepcopy(DEFAULT), SCHEMA)
+    keys = list(integer_keys(load_schema(SCHEMA)))
+    assert len(keys) > 30
+    for path, listed in keys:
+        # a valid integer (list) for the key: its default, or one the key takes
+        if path[0] == "train" and path[1] in RECIPE_KEYS:  # overrides of the recipes: no default
+            valid = full["recipes"]["digits"][path[1]]
+        else:
+            valid = {"shadow_models": 16, "review_top": 50}.get(path[-1], value_at(full, path))
+        value = [float(v) for v in (valid or [2])] if listed else float(valid)
+        config = with_value(DEFAULT, path, value)
+        if path[-1] == "shadow_models":
+            config["privacy"]["enabled"] = True
+        with pytest.raises(ConfigError) as error:
+            validate_config(config, SCHEMA)
+        name = ".".join(path) + ("[0]" if listed else "")
+        assert f"  {name}: {value[0] if listed else value!r}" in str(error.value), (name, str(error.value))
+        assert "integer" in str(error.value), name
+        validate_config(with_value(DEFAULT, path, [int(v) for v in value] if listed else int(value)), SCHEMA)
+    with pytest.raises(ConfigError, match=r"train.epochs: True"):
+        validate_config(merged({"train": {"epochs": True}}), SCHEMA)
+

@@ -74,7 +74,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     """
     schema = load_schema(schema_path)
     _coerce_numbers(config, schema)
-    validator_cls = _filling_defaults(jsonschema.validators.validator_for(schema))
+    validator_cls = _whole_integers(_filling_defaults(jsonschema.validators.validator_for(schema)))
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     messages = [f"  {_key_path(e)}: {e.message}; expected {_expected(e)}" for e in errors]
     if not messages:
@@ -133,6 +133,17 @@ def load_schema(schema_path: str | Path) -> dict[str, Any]:
         return [resolve(item) for item in node] if isinstance(node, list) else node
 
     return resolve(yaml.safe_load(Path(schema_path).read_text()))
+
+
+def _whole_integers(validator_class):
+    """``validator_class`` for which an integer is a Python int: JSON Schema counts 16.0 as an integer,
+    and such a value (``shadow_models: 16.0``) passed the check only to fail in a job, as a count or
+    index (``range(16.0)``). Booleans are not integers either."""
+    def is_integer(checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    return jsonschema.validators.extend(validator_class,
+                                        type_checker=validator_class.TYPE_CHECKER.redefine("integer", is_integer))
 
 
 def _filling_defaults(validator_class):
