@@ -2,6 +2,8 @@
 subset whose labels are almost all wrong (what a network can only memorize), scored by the rules that
 run it, then attacked; and what the finished run plans when a setting changes."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from memorization_curvature import batches, checkpoints, data, io, privacy, trai
 from workflow_helpers import SHADOW_CONFIG, SHADOW_MODELS, SHADOW_RUN, job_counts, planned, shadow_run
 
 MODELS = SHADOW_MODELS
+EPOCHS = SHADOW_CONFIG["recipes"]["digits"]["epochs"]
 RUN = SHADOW_RUN
 SHADOW = f"{RUN}/privacy/shadow"
 SHADOW_JOBS = {"shadow_masks": 1, "shadow_train": MODELS, "shadow_score": MODELS, "shadow_attack": 1}
@@ -85,6 +88,9 @@ def test_the_workflow_writes_what_its_files_give(audited):
     for model in range(MODELS):  # each trained on its half: the log counts what the mask holds
         log = (audited / f"logs/digits/noise0.9/seed0/privacy/shadow_train{model}.log").read_text()
         assert f"shadow model {model}: trained on {inside[model].sum()} of {len(labels)} samples" in log
+        # tested on the run's test set after the last epoch only
+        tested = re.findall(r"epoch (\d+)/\d+ .* test-acc (\S+)", log)
+        assert [epoch for epoch, accuracy in tested if accuracy != "nan"] == [str(EPOCHS)], tested
     # the table, recomputed from the models' scores and the masks
     rows, exposure, _ = privacy.shadow_audit(statistics_of(audited / SHADOW), inside)
     expected = privacy.over_targets(rows)

@@ -95,6 +95,25 @@ def test_recording_the_training_pass_changes_no_weight_and_skips_the_evaluation_
             assert evaluated_train is None
 
 
+def test_testing_after_chosen_epochs_only_changes_no_weight():
+    # the extra trainings (cross-validation, SSFT, shadow models) test after their last epoch only
+    images, labels = digits(200)
+    test_images, test_labels = digits(80)
+    runs = {}
+    for test_epochs in (None, [3]):
+        torch.manual_seed(2)
+        model = models.build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+        accuracy = {}
+        training.train(model, images, labels, test_images, test_labels, recipe(3, 32, shift=1), device=CPU,
+                       on_epoch_end=lambda epoch, net, metrics, *_: accuracy.update({epoch: metrics["test_acc"]}),
+                       placement="device", workers=0, statistics="training_pass", test_epochs=test_epochs)
+        runs[str(test_epochs)] = (model.state_dict(), accuracy)
+    (every, every_acc), (last, last_acc) = runs["None"], runs["[3]"]
+    assert all(torch.equal(every[key], last[key]) for key in every)
+    assert all(np.isfinite(every_acc[epoch]) for epoch in (1, 2, 3))
+    assert np.isnan(last_acc[1]) and np.isnan(last_acc[2]) and last_acc[3] == every_acc[3] > 0.3
+
+
 def test_bad_statistics_are_refused_before_training():
     images, labels = digits(40)
     model = models.build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
@@ -145,7 +164,8 @@ def test_evaluation_passes_in_bf16_rank_like_float32(tmp_path):
         for epoch in range(config.epochs):
             rho = spearmanr(histories["bf16"][key][epoch], histories["float32"][key][epoch]).statistic
             assert rho >= 0.999, (key, epoch, rho)
-    assert (histories["bf16"]["correct"] == histories["float32"]["correct"]).mean() > 0.99
+    # near ties evaluated again in float32: every argmax is float32's
+    assert np.array_equal(histories["bf16"]["correct"], histories["float32"]["correct"])
     scores = {precision: baselines.history_scores(history, baselines.HISTORY_METHODS, el2n_epoch=2)
               for precision, history in histories.items()}
     gaps = {}
@@ -153,9 +173,6 @@ def test_evaluation_passes_in_bf16_rank_like_float32(tmp_path):
         bf16, float32 = (roc_auc_score(corrupted, scores[p][method]) for p in ("bf16", "float32"))
         gaps[method] = abs(bf16 - float32)
     print("AUROC, bf16 against float32 evaluation:", {m: round(g, 5) for m, g in gaps.items()})
-    # forgetting events count argmax flips between epochs: bf16 rounding flips a few borderline samples
-    # (measured 0.0069 on this run, README); every other method within 0.002
-    assert gaps.pop("forgetting_events") <= 0.01
     assert max(gaps.values()) <= 0.002, gaps
     assert roc_auc_score(corrupted, scores["float32"]["aum"]) > 0.9  # the network did find the wrong labels
 

@@ -56,7 +56,7 @@ def crossval_probabilities(data_path: str, labels_path: str, output: str, *, fol
         config = training.TrainConfig.from_recipe(recipe, seed * 1000 + f)
         training.train_subset(
             model, prepared, given, np.flatnonzero(fold != f), config, device=dev, **loading,
-            resume=progress.resumed(name),
+            resume=progress.resumed(name), test_epochs=[config.epochs],  # its test accuracy: a log line
             on_state=lambda state, name=name, last=f == folds - 1: progress.epoch_done(
                 name, state, more=not last or state["epoch"] < config.epochs))
         held_out = batches.DeviceImages(batches.ImageSet.of(prepared, "train").subset(held), dev, **loading)
@@ -114,7 +114,8 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
             config = training.TrainConfig.from_recipe(recipe, seed * 1000 + 10 + first)
             training.train_subset(
                 model, prepared, given, learn, config, device=dev, **loading, resume=progress.resumed(learning),
-                on_state=lambda state, name=learning: progress.epoch_done(name, state, more=True))
+                on_state=lambda state, name=learning: progress.epoch_done(name, state, more=True),
+                test_epochs=[config.epochs])  # its test accuracy: a log line
             # a copy: the live weights go on to be fine-tuned
             progress.finish(learning, {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
                                        "torch_rng": torch.get_rng_state()})
@@ -138,7 +139,7 @@ def ssft(data_path: str, labels_path: str, output: str, *, seed: int, recipe: di
         if (resumed := progress.resumed(finetuning)) is not None:
             first_forgotten[learn] = resumed["first_forgotten"].numpy()
         training.train_subset(model, prepared, given, finetune, config, device=dev, on_epoch_end=record,
-                              resume=resumed, on_state=keep, **loading)
+                              resume=resumed, on_state=keep, test_epochs=[config.epochs], **loading)
         progress.finish(finetuning, {"first_forgotten": torch.from_numpy(first_forgotten[learn].copy())})
         log.info("half %d: forgotten during fine-tuning: %d of %d", first, (first_forgotten[learn] <= epochs).sum(),
                  len(learn))
