@@ -95,6 +95,24 @@ def test_recording_the_training_pass_changes_no_weight_and_skips_the_evaluation_
             assert evaluated_train is None
 
 
+def test_a_bf16_evaluation_pass_takes_float32s_argmax_at_near_ties():
+    # two classes whose biases differ below bf16's resolution: in bf16 every sample ties (argmax 0), in
+    # float32 the second class wins by a hair
+    images, _ = digits(300)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight[:] = torch.linspace(-0.5, 0.5, 64)
+        model[1].bias[:] = torch.tensor([1.0, 1.0 + 2 ** -12])
+    train_x = DeviceImages(images, CPU, "device", 0)
+    float32 = training.predict_logits(model, train_x)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain_bf16 = torch.cat([model(x).float() for _, x in train_x.in_order(1024)])
+    assert (float32.argmax(1) == 1).all() and (plain_bf16.argmax(1) == 0).all()  # bf16 alone flips them all
+    refined = training.predict_logits(model, train_x, bf16=True)
+    assert torch.equal(refined.argmax(1), float32.argmax(1))
+    assert torch.equal(refined, float32)  # each a near tie: evaluated again in float32 (the first 128 to calibrate)
+
+
 def test_testing_after_chosen_epochs_only_changes_no_weight():
     # the extra trainings (cross-validation, SSFT, shadow models) test after their last epoch only
     images, labels = digits(200)
