@@ -113,6 +113,31 @@ def test_a_bf16_evaluation_pass_takes_float32s_argmax_at_near_ties():
     assert torch.equal(refined, float32)  # each a near tie: evaluated again in float32 (the first 128 to calibrate)
 
 
+def test_a_nan_in_the_bf16_calibration_sends_every_sample_back_to_float32():
+    # the near-tie model, whose first sample's logits are NaN in the pass's first two evaluations (the
+    # first batch in bf16, then in float32 to calibrate): the error measured is NaN, which compares
+    # false with every gap
+    images, _ = digits(300)
+
+    class NaNAtFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls, self.linear = 0, nn.Linear(64, 2)
+
+        def forward(self, x):
+            self.calls += 1
+            logits = self.linear(x.flatten(1))
+            return torch.cat([torch.full_like(logits[:1], float("nan")), logits[1:]]) if self.calls <= 2 else logits
+
+    model = NaNAtFirst()
+    with torch.no_grad():
+        model.linear.weight[:] = torch.linspace(-0.5, 0.5, 64)
+        model.linear.bias[:] = torch.tensor([1.0, 1.0 + 2 ** -12])
+    refined = training.predict_logits(model, DeviceImages(images, CPU, "device", 0), bf16=True)
+    assert (refined[1:].argmax(1) == 1).all()  # float32's argmax, at every other sample
+    assert refined[0].isnan().all()  # what float32 gave the first
+
+
 def test_testing_after_chosen_epochs_only_changes_no_weight():
     # the extra trainings (cross-validation, SSFT, shadow models) test after their last epoch only
     images, labels = digits(200)

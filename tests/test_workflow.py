@@ -491,6 +491,18 @@ def test_every_speed_setting_is_listed_here():
     assert {place for step in RUNTIME_SETTINGS.values() for place in step.values()} <= listed
 
 
+@pytest.mark.parametrize("job,trainings", [("crossval", 2), ("ssft", 4), ("unchanged", 1)])
+def test_the_extra_trainings_test_after_their_last_epoch_the_retrainings_after_each(workdir, job, trainings):
+    # cross-validation and SSFT log their test accuracy only (after the last epoch); the cleaning
+    # retrainings' per-epoch accuracies are in their results
+    folder = "logs/digits/noise0.1/seed0" + ("/cleaning" if job == "unchanged" else "")
+    log = (workdir / folder / f"{job}.log").read_text()
+    tested = re.findall(r"epoch (\d+)/\d+ .* test-acc (\S+)", log)
+    assert len(tested) == trainings * EPOCHS, log[-2000:]
+    measured = [int(epoch) for epoch, accuracy in tested if accuracy != "nan"]
+    assert measured == ([EPOCHS] * trainings if job in ("crossval", "ssft") else list(range(1, EPOCHS + 1)))
+
+
 def test_changing_the_speed_settings_reruns_nothing(workdir):
     # all at once: a job reruns if any of its parameters changed, so one dry run with every setting
     # changed plans whatever each would plan alone (each alone, to name it, only if that one plans any)

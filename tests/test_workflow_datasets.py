@@ -20,7 +20,6 @@ EXPECTED = {
     "imagefolder": ((3, 16, 16), 48, "digit_3"),
 }
 
-# the paper's networks: CIFAR-form ResNet18 for 28x28 and 32x32 images, torchvision's for image folders
 # each dataset trains with its own recipe: ResNet18 in its CIFAR form (MNIST's one channel) and in its
 # ImageNet form (an image folder); the CIFAR recipes here with the small network (given for these two
 # datasets only), which the CPU trains and scores in a fraction of ResNet18's time
@@ -31,7 +30,7 @@ RECIPE_MODEL = {"mnist": "resnet18_cifar", "cifar10": "small_cnn", "cifar100": "
 def workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("datasets")
     root = workdir / "data"
-    # a few dozen images each: the test is about reading each format and running the paper's networks
+    # a few dozen images each: the test is about reading each format and running its recipe's network
     write_mnist(root, "MNIST", n_train=48, n_test=16)
     write_cifar10(root, per_batch=10, n_test=16)
     write_cifar100(root, n_train=48, n_test=16)
@@ -52,7 +51,7 @@ def workdir(tmp_path_factory):
         "duplicates": {"enabled": False},
         # nor the privacy audit (the digits workflow test covers it)
         "privacy": {"enabled": False},
-        # the paper's ResNet18s train here: spare the 3 cross-validation trainings per dataset (the digits
+        # ResNet18s train here: spare the 3 cross-validation trainings per dataset (the digits
         # workflow test covers Confident Learning)
         "baselines": {"confident_learning": False, "el2n_epoch": 1},
     })
