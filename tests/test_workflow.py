@@ -509,10 +509,11 @@ def test_changing_the_speed_settings_reruns_nothing(workdir):
     changed = {}
     for section, key, value in SPEED_ONLY:
         changed.setdefault(section, {})[key] = value
-    if "Nothing to be done" not in planned(workdir, changed):
+    output = planned(workdir, changed)
+    if "Nothing to be done" not in output:
         rerunning = [f"{section}.{key}" for section, key, value in SPEED_ONLY
                      if "Nothing to be done" not in planned(workdir, {section: {key: value}})]
-        pytest.fail(f"speed settings that rerun jobs: {rerunning}")
+        pytest.fail(f"speed settings that rerun jobs: {rerunning}\n{output[-2000:]}")
 
 
 def test_scores_do_not_depend_on_scoring_batch_size_or_probes_per_pass(workdir, tmp_path):

@@ -256,9 +256,10 @@ def train(
     epoch's evaluation pass where it has one, else from the training pass: ``fitted_from`` says which),
     (when ``corrupted`` marks the corrupted samples) the fraction of corrupted samples fitted to their
     wrong label, test accuracy (at ``test_epochs`` only where given, NaN at the others), learning rate,
-    the seconds of training and those of the evaluation passes. The images are held on ``device`` or streamed to it (``placement``, see
-    :class:`memorization_curvature.batches.DeviceImages`); either way the batches, and so the
-    trained weights, are the same. Augmentation (shifts padded with black, flips) runs on the device.
+    the seconds of training and those of the evaluation passes. The images are held on ``device`` or
+    streamed to it (``placement``, see :class:`memorization_curvature.batches.DeviceImages`); either
+    way the batches, and so the trained weights, are the same. Augmentation (shifts padded with black,
+    flips) runs on the device.
 
     Resuming: after ``on_epoch_end``, ``on_state`` receives the complete training state (epoch, model,
     optimizer, learning-rate schedule, random generators); passing such a state back as ``resume``
